@@ -1,1 +1,18 @@
+//! pfn: a runtime for stream functions written in Rust and loaded as verified plugins.
+//!
+//! # Layout
+//! - [`verify`]: digests, the sidecar manifest, and the checks a plugin must pass.
+//! - [`loader`]: opening a plugin file from a private copy and checking its module.
+//! - [`instance`]: a live instance of a plugin's function and the call into it.
+//! - [`context`]: the host side of the context vtable a plugin calls back into.
+//! - [`io`]: sources and sinks (lines from files or stdin, the dead-letter file).
+//! - [`run`]: `pfn run`, one plugin over a stream of lines.
+//! - [`cli`]: the `pfn` command line.
 
+pub mod cli;
+pub mod context;
+pub mod instance;
+pub mod io;
+pub mod loader;
+pub mod run;
+pub mod verify;

@@ -1,0 +1,169 @@
+//! The `pfn` command line.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    context::FunctionIdentity,
+    io::lines::{InputFormat, OutputFormat},
+    loader::{Loader, Pin, PluginCache},
+    run::{RunOptions, run},
+    verify::Sha256Digest,
+};
+
+/// Run stream functions written in Rust as verified plugins.
+#[derive(Debug, Parser)]
+#[command(name = "pfn", version)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "PFN_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Where verified plugin copies are kept.
+    #[arg(long, global = true, env = "PFN_PLUGIN_CACHE")]
+    pub plugin_cache: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a plugin over lines from a file or stdin.
+    Run(RunArgs),
+    /// Look at and pin plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plugin library (.so).
+    #[arg(long)]
+    pub plugin: PathBuf,
+    /// The expected sha256 of the plugin file; without it the sidecar manifest pins it.
+    #[arg(long, value_parser = Sha256Digest::parse)]
+    pub sha256: Option<Sha256Digest>,
+    /// Input file, one message per line (default: stdin).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output file, one result per line (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where failed messages go, one JSON line each (default: beside the output).
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// A user-config entry handed to the function (repeatable).
+    #[arg(long = "user-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub user_config: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value_t)]
+    pub input_format: InputFormat,
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+    /// The function's name (default: the plugin's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print what a plugin file declares, and whether this runtime accepts it.
+    Inspect {
+        path: PathBuf,
+        /// Check the file against this sha256 as well.
+        #[arg(long, value_parser = Sha256Digest::parse)]
+        sha256: Option<Sha256Digest>,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputKind,
+    },
+    /// Verify a plugin file and write its sidecar manifest (name, version, sha256).
+    Pin { path: PathBuf },
+}
+
+/// How commands print what they report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputKind {
+    #[default]
+    Table,
+    Json,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("`{text}` has an empty key"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Runs a parsed command line.
+pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    let loader = Loader::new(PluginCache::new(cli.plugin_cache.unwrap_or_else(PluginCache::default_root)));
+    match cli.command {
+        Command::Run(args) => {
+            let options = RunOptions {
+                plugin: args.plugin,
+                pin: args.sha256.map_or(Pin::Manifest, Pin::Digest),
+                input: args.input,
+                output: args.output,
+                dead_letter: args.dead_letter,
+                input_format: args.input_format,
+                output_format: args.output_format,
+                identity: FunctionIdentity {
+                    tenant: args.tenant,
+                    namespace: args.namespace,
+                    name: args.name.unwrap_or_default(),
+                    instance_id: 0,
+                    num_instances: 1,
+                    input_topics: Vec::new(),
+                    output_topic: None,
+                    user_config: args.user_config.into_iter().collect::<BTreeMap<_, _>>(),
+                },
+            };
+            let (summary, dead_letters) = run(options, &loader)?;
+            eprintln!("pfn run: {summary}");
+            if summary.dead_lettered > 0 {
+                eprintln!("pfn run: dead letters in {}", dead_letters.display());
+            }
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Inspect { path, sha256, output }) => {
+            let opened = loader.open(&path, sha256.map_or(Pin::Unpinned, Pin::Digest))?;
+            let info = opened.info.clone();
+            let verdict = opened.accept().map(|_| ()).map_err(|refusal| refusal.to_string());
+            match output {
+                OutputKind::Json => {
+                    let mut value = serde_json::to_value(&info)?;
+                    value["accepted"] = verdict.is_ok().into();
+                    if let Err(reason) = &verdict {
+                        value["refusal"] = reason.clone().into();
+                    }
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                }
+                OutputKind::Table => {
+                    println!("name            {}", info.name);
+                    println!("version         {}", info.version);
+                    println!("abi_version     {}", info.abi_version);
+                    println!("sha256          {}", info.sha256);
+                    println!("panic_strategy  {}", info.panic_strategy);
+                    match &verdict {
+                        Ok(()) => println!("accepted        yes"),
+                        Err(reason) => println!("accepted        no: {reason}"),
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Pin { path }) => {
+            let opened = loader.open(&path, Pin::Unpinned)?;
+            let manifest = opened.manifest();
+            opened.accept()?;
+            let written = manifest.write_for(&path)?;
+            println!("pinned {} {} (sha256 {}) in {}", manifest.name, manifest.version, manifest.sha256, written.display());
+            Ok(())
+        }
+    }
+}

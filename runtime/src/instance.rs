@@ -1,0 +1,164 @@
+//! A live plugin instance: the host's handle on one `Function` inside a plugin.
+
+use std::fmt;
+
+use abi_stable::std_types::{RResult, RVec};
+use pfn_abi::{
+    ErrorKind, Produced,
+    ffi::{FfiContext, FfiError, FfiRecord, InstanceHandle},
+};
+use thiserror::Error;
+
+use crate::{
+    context::{FunctionIdentity, InstanceHost},
+    loader::Plugin,
+};
+
+/// A failed call into a plugin.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{kind}: {message}")]
+pub struct CallError {
+    pub kind: CallErrorKind,
+    pub message: String,
+}
+
+/// Why a call failed, as the dead-letter reason names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallErrorKind {
+    /// The function returned an error.
+    Error,
+    /// The function panicked (caught inside the plugin).
+    Panic,
+    /// The payload did not decode into the function's input type.
+    BadInput,
+}
+
+impl CallErrorKind {
+    /// The reason's name in dead letters and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Panic => "panic",
+            Self::BadInput => "bad_input",
+        }
+    }
+}
+
+impl fmt::Display for CallErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<FfiError> for CallError {
+    fn from(error: FfiError) -> Self {
+        let kind = match error.kind {
+            ErrorKind::User => CallErrorKind::Error,
+            ErrorKind::Panic => CallErrorKind::Panic,
+            ErrorKind::BadInput => CallErrorKind::BadInput,
+        };
+        Self { kind, message: error.message.into_string() }
+    }
+}
+
+/// Why an instance could not be created.
+#[derive(Debug, Error)]
+#[error("function {fqfn}: init of plugin {plugin} {version} failed: {cause}")]
+pub struct InitError {
+    pub fqfn: String,
+    pub plugin: String,
+    pub version: String,
+    pub cause: CallError,
+}
+
+/// One instance of a plugin's function, with the host state its context points at.
+///
+/// Call it from one thread at a time (`&mut self`); it may move between threads.
+pub struct PluginInstance {
+    process_fn: unsafe extern "C" fn(InstanceHandle, &FfiContext, &FfiRecord<'_>, &mut RVec<u8>) -> RResult<Produced, FfiError>,
+    close_fn: unsafe extern "C" fn(InstanceHandle, &FfiContext) -> RResult<(), FfiError>,
+    handle: Option<InstanceHandle>,
+    ffi: FfiContext,
+    out: RVec<u8>,
+    /// Boxed so that the address `ffi.host` holds stays put while the instance moves.
+    host: Box<InstanceHost>,
+    plugin: Plugin,
+}
+
+// SAFETY: the plugin instance is `Send` (the `Function` trait requires it), the host state is
+// owned and only read, and `&mut self` keeps calls on one thread at a time.
+unsafe impl Send for PluginInstance {}
+
+impl fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("plugin", &self.plugin.info.name)
+            .field("version", &self.plugin.info.version)
+            .field("fqfn", &self.host.identity().fqfn())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Creates an instance of the plugin's function, running its `init`.
+    pub fn instantiate(&self, identity: FunctionIdentity) -> Result<PluginInstance, InitError> {
+        let host = Box::new(InstanceHost::new(identity, self.info.version.clone()));
+        let ffi = host.ffi_context();
+        let new_instance = self.module.0.new_instance();
+        // SAFETY: `ffi` points at `host`, which the returned instance owns.
+        let created = unsafe { new_instance(&ffi) };
+        let handle = created.into_result().map_err(|error| InitError {
+            fqfn: host.identity().fqfn(),
+            plugin: self.info.name.clone(),
+            version: self.info.version.clone(),
+            cause: error.into(),
+        })?;
+        Ok(PluginInstance {
+            process_fn: self.module.0.process(),
+            close_fn: self.module.0.close(),
+            handle: Some(handle),
+            ffi,
+            out: RVec::new(),
+            host,
+            plugin: self.clone(),
+        })
+    }
+}
+
+impl PluginInstance {
+    /// Processes one record: `Ok(Some(bytes))` is the output, `Ok(None)` no output.
+    pub fn process(&mut self, record: &FfiRecord<'_>) -> Result<Option<&[u8]>, CallError> {
+        let Some(handle) = self.handle else {
+            return Err(CallError { kind: CallErrorKind::Error, message: "instance is closed".into() });
+        };
+        self.out.clear();
+        // SAFETY: `handle` is live (not closed) and `&mut self` makes this the only call on it;
+        // `ffi` points at `self.host`, alive for the call.
+        let result = unsafe { (self.process_fn)(handle, &self.ffi, record, &mut self.out) };
+        match result {
+            RResult::ROk(Produced::Output) => Ok(Some(self.out.as_slice())),
+            RResult::ROk(Produced::Nothing) => Ok(None),
+            RResult::RErr(error) => Err(error.into()),
+        }
+    }
+
+    /// The plugin this instance runs.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Runs the function's `close`; the instance cannot be used afterwards.
+    pub fn close(&mut self) -> Result<(), CallError> {
+        let Some(handle) = self.handle.take() else { return Ok(()) };
+        // SAFETY: the handle is live and is never used again (taken out of `self.handle`).
+        unsafe { (self.close_fn)(handle, &self.ffi) }.into_result().map_err(CallError::from)
+    }
+}
+
+impl Drop for PluginInstance {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::warn!(plugin = %self.plugin.info.name, %error, "plugin close failed");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `pfn run`: one plugin over a stream of lines, results to a file or stdout.
+//!
+//! Every input line ends up as exactly one of: an output line, a filtered message (the
+//! function returned nothing), or a dead letter (error, panic, undecodable or malformed input).
+
+use std::{
+    fmt::Write as _,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use abi_stable::std_types::{ROption, RSlice, RStr};
+use pfn_abi::ffi::{FfiRecord, Property};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::{
+    context::FunctionIdentity,
+    instance::{CallErrorKind, InitError, PluginInstance},
+    io::{
+        self,
+        dead_letter::{DeadLetter, DeadLetterFile},
+        lines::{Envelope, InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
+    },
+    loader::{Loader, Pin},
+    verify::VerifyError,
+};
+
+/// What `pfn run` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub plugin: PathBuf,
+    pub pin: Pin,
+    /// Input file; stdin when `None`.
+    pub input: Option<PathBuf>,
+    /// Output file; stdout when `None`.
+    pub output: Option<PathBuf>,
+    /// Dead-letter file; beside the output when `None`.
+    pub dead_letter: Option<PathBuf>,
+    pub input_format: InputFormat,
+    pub output_format: OutputFormat,
+    /// The function's identity; an empty name means the plugin's own name.
+    pub identity: FunctionIdentity,
+}
+
+/// The counts of a run. `messages = outputs + filtered + dead_lettered`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub outputs: u64,
+    pub filtered: u64,
+    pub dead_lettered: u64,
+    pub errors: u64,
+    pub panics: u64,
+    pub bad_input: u64,
+    pub malformed: u64,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} messages: {} outputs, {} filtered, {} dead-lettered ({} errors, {} panics, {} bad input, {} malformed)",
+            self.messages,
+            self.outputs,
+            self.filtered,
+            self.dead_lettered,
+            self.errors,
+            self.panics,
+            self.bad_input,
+            self.malformed
+        )
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error("cannot read input {path}: {source}")]
+    Input { path: String, source: std::io::Error },
+    #[error("cannot write output {path}: {source}")]
+    Output { path: String, source: std::io::Error },
+    #[error("cannot write dead letters to {path}: {source}")]
+    DeadLetter { path: PathBuf, source: std::io::Error },
+}
+
+fn describe(path: Option<&Path>, default: &str) -> String {
+    path.map_or_else(|| default.to_owned(), |path| path.display().to_string())
+}
+
+/// Loads the plugin, runs it over every input line, and returns the counts.
+pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf), RunError> {
+    let plugin = loader.load(&options.plugin, options.pin)?;
+    let mut identity = options.identity.clone();
+    if identity.name.is_empty() {
+        identity.name = plugin.info.name.clone();
+    }
+    let input_name = describe(options.input.as_deref(), "stdin");
+    let output_name = describe(options.output.as_deref(), "stdout");
+    if identity.input_topics.is_empty() {
+        identity.input_topics.push(input_name.clone());
+    }
+    let span = tracing::info_span!("function", fqfn = %identity.fqfn(), version = %plugin.info.version);
+    let _entered = span.enter();
+    let mut instance = plugin.instantiate(identity)?;
+
+    let reader = io::open_input(options.input.as_deref()).map_err(|source| RunError::Input { path: input_name.clone(), source })?;
+    let output = io::open_output(options.output.as_deref())
+        .map_err(|source| RunError::Output { path: output_name.clone(), source })?;
+    let dead_letter_path =
+        options.dead_letter.clone().unwrap_or_else(|| DeadLetterFile::default_path(options.output.as_deref()));
+    let mut sink = Sink {
+        output,
+        output_name,
+        format: options.output_format,
+        dead_letters: DeadLetterFile::new(dead_letter_path),
+        summary: RunSummary::default(),
+    };
+
+    let mut lines = LineReader::new(reader);
+    let mut message_id = String::new();
+    let topic = RStr::from_str(&input_name);
+    while let Some((number, line)) =
+        lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?
+    {
+        message_id.clear();
+        let _ = write!(message_id, "{number}");
+        match options.input_format {
+            InputFormat::Raw => sink.deliver(&mut instance, &raw_record(line, topic, &message_id), line)?,
+            InputFormat::Json => match Envelope::parse(line) {
+                Ok(envelope) => {
+                    let payload = envelope.payload();
+                    let properties: Vec<Property<'_>> = envelope
+                        .properties
+                        .iter()
+                        .map(|(key, value)| Property { key: RStr::from_str(key), value: RStr::from_str(value) })
+                        .collect();
+                    let record = FfiRecord {
+                        payload: RSlice::from_slice(&payload),
+                        key: envelope.key.as_deref().map(RStr::from_str).into(),
+                        properties: RSlice::from_slice(&properties),
+                        event_time_ms: envelope.event_time.into(),
+                        topic,
+                        message_id: RStr::from_str(&message_id),
+                        redelivery_count: 0,
+                    };
+                    sink.deliver(&mut instance, &record, line)?;
+                }
+                Err(reason) => sink.malformed(&message_id, &reason, line)?,
+            },
+        }
+    }
+    if let Err(error) = instance.close() {
+        tracing::warn!(%error, "plugin close failed");
+    }
+    sink.finish()
+}
+
+/// Where each message's outcome goes, and the counts.
+struct Sink {
+    output: Box<dyn Write>,
+    output_name: String,
+    format: OutputFormat,
+    dead_letters: DeadLetterFile,
+    summary: RunSummary,
+}
+
+impl Sink {
+    /// Calls the function on `record` and writes its result or dead letter.
+    fn deliver(&mut self, instance: &mut PluginInstance, record: &FfiRecord<'_>, line: &[u8]) -> Result<(), RunError> {
+        self.summary.messages += 1;
+        match instance.process(record) {
+            Ok(Some(result)) => {
+                write_result(&mut self.output, self.format, result).map_err(|e| self.output_error(e))?;
+                self.summary.outputs += 1;
+            }
+            Ok(None) => self.summary.filtered += 1,
+            Err(error) => {
+                match error.kind {
+                    CallErrorKind::Error => self.summary.errors += 1,
+                    CallErrorKind::Panic => self.summary.panics += 1,
+                    CallErrorKind::BadInput => self.summary.bad_input += 1,
+                }
+                tracing::debug!(message_id = %record.message_id, %error, "message dead-lettered");
+                self.dead_letter(record.message_id.as_str(), error.kind.as_str(), &error.message, line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Dead-letters a line that is not a valid message.
+    fn malformed(&mut self, message_id: &str, reason: &str, line: &[u8]) -> Result<(), RunError> {
+        self.summary.messages += 1;
+        self.summary.malformed += 1;
+        self.dead_letter(message_id, "malformed", reason, line)
+    }
+
+    fn dead_letter(&mut self, message_id: &str, reason: &str, error: &str, line: &[u8]) -> Result<(), RunError> {
+        self.summary.dead_lettered += 1;
+        let letter = DeadLetter { message_id, reason, error, payload: PayloadJson::new(line) };
+        self.dead_letters.write(&letter).map_err(|source| self.dead_letter_error(source))
+    }
+
+    fn output_error(&self, source: std::io::Error) -> RunError {
+        RunError::Output { path: self.output_name.clone(), source }
+    }
+
+    fn dead_letter_error(&self, source: std::io::Error) -> RunError {
+        RunError::DeadLetter { path: self.dead_letters.path().into(), source }
+    }
+
+    fn finish(mut self) -> Result<(RunSummary, PathBuf), RunError> {
+        self.output.flush().map_err(|e| self.output_error(e))?;
+        self.dead_letters.flush().map_err(|e| self.dead_letter_error(e))?;
+        Ok((self.summary, self.dead_letters.path().to_path_buf()))
+    }
+}
+
+fn raw_record<'a>(line: &'a [u8], topic: RStr<'a>, message_id: &'a str) -> FfiRecord<'a> {
+    FfiRecord {
+        payload: RSlice::from_slice(line),
+        key: ROption::RNone,
+        properties: RSlice::EMPTY,
+        event_time_ms: ROption::RNone,
+        topic,
+        message_id: RStr::from_str(message_id),
+        redelivery_count: 0,
+    }
+}
