@@ -3,7 +3,8 @@
 //! The steps, in order (each failure is its own [`VerifyError`] variant):
 //! 1. read the file and check its sha256 against the pin (`--sha256` or the sidecar manifest),
 //!    *before* anything is opened, since opening a library runs its initialisers;
-//! 2. write those exact bytes to a private, content-addressed path and open that, so that a
+//! 2. check that the file is a complete shared library (a truncated one would crash `dlopen`);
+//!    write those exact bytes to a private, content-addressed path and open that, so that a
 //!    file replaced later never changes a loaded plugin and two versions never share a path;
 //! 3. check abi_stable's header and the root module's layout against this host's;
 //! 4. check the declared ABI version, panic strategy, name and version, and the manifest's.
@@ -141,6 +142,9 @@ impl Loader {
         {
             return Err(VerifyError::DigestMismatch { path: path.into(), expected, found });
         }
+        #[cfg(all(target_os = "linux", target_pointer_width = "64", target_endian = "little"))]
+        crate::verify::elf::check_complete(&bytes)
+            .map_err(|reason| VerifyError::Malformed { path: path.into(), reason })?;
         let opened_path = self.cache.store(path, &bytes, found)?;
         let module = open_module(path, &opened_path)?;
         let info = PluginInfo {

@@ -1,5 +1,7 @@
 //! Checks made on a plugin file and its module before any of its code runs for a function.
 
+pub mod elf;
+
 use std::{
     fmt, fs,
     path::{Path, PathBuf},
@@ -93,6 +95,8 @@ pub enum VerifyError {
     DigestMismatch { path: PathBuf, expected: Sha256Digest, found: Sha256Digest },
     #[error("cannot make a private copy of plugin {path} at {copy}: {source}")]
     PrivateCopy { path: PathBuf, copy: PathBuf, source: std::io::Error },
+    #[error("plugin {path} is not a loadable shared library: {reason}")]
+    Malformed { path: PathBuf, reason: String },
     #[error("cannot open plugin {path} as a shared library: {reason}")]
     Open { path: PathBuf, reason: String },
     #[error("{path} is not a pfn plugin: {reason}")]
