@@ -35,7 +35,7 @@ package_version() {
 
 say "building example plugins and fixtures"
 examples=(exclamation order-summary)
-fixtures=(panicky future-abi broken-layout)
+fixtures=(panicky broken-layout)
 args=()
 for p in "${examples[@]}" "${fixtures[@]}"; do args+=(-p "$p"); done
 cargo build --release --quiet --target-dir "$BUILD" "${args[@]}"
@@ -48,20 +48,29 @@ for p in panicky; do
     lib="lib${p//-/_}.so"
     install_checked "$BUILD/release/$lib" "$(package_version "tests/fixtures/$p")" "$FIXTURES_OUT/$lib"
 done
-# These two are refused by design, so they are copied without the version check.
-for p in future-abi broken-layout; do
-    cp "$BUILD/release/lib${p//-/_}.so" "$FIXTURES_OUT/"
-done
+# Refused by design, so copied without the version check.
+cp "$BUILD/release/libbroken_layout.so" "$FIXTURES_OUT/"
 
 say "building the panic=abort fixture"
 CARGO_PROFILE_RELEASE_PANIC=abort cargo build --release --quiet --target-dir "$BUILD" -p abort-build
 cp "$BUILD/release/libabort_build.so" "$FIXTURES_OUT/"
 
+# The features of a fixture crate, one per line.
+features_of() {
+    sed -n '/^\[features\]/,/^\[/s/^\([a-z-]*\) = \[\]$/\1/p' "tests/fixtures/$1/Cargo.toml"
+}
+
 say "building one library per function shape"
-shapes=$(sed -n '/^\[features\]/,/^\[/s/^\([a-z-]*\) = \[\]$/\1/p' tests/fixtures/shapes/Cargo.toml)
-for shape in $shapes; do
+for shape in $(features_of shapes); do
     cargo build --release --quiet --target-dir "$BUILD" -p shapes --features "$shape"
     install_checked "$BUILD/release/libshapes.so" 1.0.0 "$FIXTURES_OUT/shapes/$shape.so"
+done
+
+say "building the hand-built modules (refused by design)"
+mkdir -p "$FIXTURES_OUT/hand-built"
+for module in $(features_of hand-built); do
+    cargo build --release --quiet --target-dir "$BUILD" -p hand-built --features "$module"
+    cp "$BUILD/release/libhand_built.so" "$FIXTURES_OUT/hand-built/$module.so"
 done
 
 say "building the versioned fixture at several versions"

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use abi_stable::std_types::{RResult, RVec};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RVec};
 use pfn_abi::{
     ErrorKind, Produced,
     ffi::{FfiContext, FfiError, FfiRecord, InstanceHandle},
@@ -160,5 +160,18 @@ impl Drop for PluginInstance {
         if let Err(error) = self.close() {
             tracing::warn!(plugin = %self.plugin.info.name, %error, "plugin close failed");
         }
+    }
+}
+
+/// A record with a payload, a topic and an id, and no key, properties or event time.
+pub fn plain_record<'a>(payload: &'a [u8], topic: RStr<'a>, message_id: &'a str) -> FfiRecord<'a> {
+    FfiRecord {
+        payload: RSlice::from_slice(payload),
+        key: ROption::RNone,
+        properties: RSlice::EMPTY,
+        event_time_ms: ROption::RNone,
+        topic,
+        message_id: RStr::from_str(message_id),
+        redelivery_count: 0,
     }
 }

@@ -7,6 +7,7 @@
 //! - [`context`]: the host side of the context vtable a plugin calls back into.
 //! - [`io`]: sources and sinks (lines from files or stdin, the dead-letter file).
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
+//! - [`resources`]: what the process has used (peak memory).
 //! - [`cli`]: the `pfn` command line.
 
 pub mod cli;
@@ -14,5 +15,6 @@ pub mod context;
 pub mod instance;
 pub mod io;
 pub mod loader;
+pub mod resources;
 pub mod run;
 pub mod verify;

@@ -9,14 +9,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use abi_stable::std_types::{ROption, RSlice, RStr};
+use abi_stable::std_types::{RSlice, RStr};
 use pfn_abi::ffi::{FfiRecord, Property};
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
     context::FunctionIdentity,
-    instance::{CallErrorKind, InitError, PluginInstance},
+    instance::{CallErrorKind, InitError, PluginInstance, plain_record},
     io::{
         self,
         dead_letter::{DeadLetter, DeadLetterFile},
@@ -54,6 +54,8 @@ pub struct RunSummary {
     pub panics: u64,
     pub bad_input: u64,
     pub malformed: u64,
+    /// The process's peak resident memory at the end of the run, in KiB.
+    pub peak_rss_kib: Option<u64>,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -69,7 +71,11 @@ impl std::fmt::Display for RunSummary {
             self.panics,
             self.bad_input,
             self.malformed
-        )
+        )?;
+        if let Some(kib) = self.peak_rss_kib {
+            write!(f, ", peak RSS {kib} KiB")?;
+        }
+        Ok(())
     }
 }
 
@@ -130,7 +136,7 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
         message_id.clear();
         let _ = write!(message_id, "{number}");
         match options.input_format {
-            InputFormat::Raw => sink.deliver(&mut instance, &raw_record(line, topic, &message_id), line)?,
+            InputFormat::Raw => sink.deliver(&mut instance, &plain_record(line, topic, &message_id), line)?,
             InputFormat::Json => match Envelope::parse(line) {
                 Ok(envelope) => {
                     let payload = envelope.payload();
@@ -216,18 +222,7 @@ impl Sink {
     fn finish(mut self) -> Result<(RunSummary, PathBuf), RunError> {
         self.output.flush().map_err(|e| self.output_error(e))?;
         self.dead_letters.flush().map_err(|e| self.dead_letter_error(e))?;
+        self.summary.peak_rss_kib = crate::resources::peak_rss_kib();
         Ok((self.summary, self.dead_letters.path().to_path_buf()))
-    }
-}
-
-fn raw_record<'a>(line: &'a [u8], topic: RStr<'a>, message_id: &'a str) -> FfiRecord<'a> {
-    FfiRecord {
-        payload: RSlice::from_slice(line),
-        key: ROption::RNone,
-        properties: RSlice::EMPTY,
-        event_time_ms: ROption::RNone,
-        topic,
-        message_id: RStr::from_str(message_id),
-        redelivery_count: 0,
     }
 }

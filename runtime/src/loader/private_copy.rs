@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::verify::{Sha256Digest, VerifyError};
+use crate::verify::{Sha256Digest, Sha256Writer, VerifyError};
 
 /// A directory of private plugin copies, one subdirectory per sha256.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl PluginCache {
         let file_name = source.file_name().map_or_else(|| "plugin.so".into(), |name| name.to_os_string());
         let dir = self.root.join(digest.to_string());
         let copy = dir.join(file_name);
-        if fs::read(&copy).is_ok_and(|existing| existing == bytes) {
+        if digest_of_file(&copy).is_ok_and(|existing| existing == digest) {
             return Ok(copy);
         }
         let error = |e: std::io::Error| VerifyError::PrivateCopy { path: source.into(), copy: copy.clone(), source: e };
@@ -52,6 +52,13 @@ impl PluginCache {
         temp.persist(&copy).map_err(|e| error(e.error))?;
         Ok(copy)
     }
+}
+
+/// The sha256 of a file, read in small chunks.
+fn digest_of_file(path: &Path) -> std::io::Result<Sha256Digest> {
+    let mut hasher = Sha256Writer::default();
+    std::io::copy(&mut fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finish())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -1,0 +1,134 @@
+//! Every accepted function shape, through the real verify-and-dlopen path.
+
+use std::collections::BTreeMap;
+
+use abi_stable::std_types::RStr;
+use pfn::{
+    context::FunctionIdentity,
+    instance::{CallErrorKind, PluginInstance, plain_record},
+    loader::Pin,
+    verify::Sha256Digest,
+};
+use pfn_tests::fixtures::{loader_in, scratch, shape};
+
+/// What one call came to: an output, nothing, or a failure of some kind.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Output(Vec<u8>),
+    Nothing,
+    Failed(CallErrorKind),
+}
+
+fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, PluginInstance) {
+    let dir = scratch();
+    let path = shape(name);
+    let digest = Sha256Digest::of(&std::fs::read(&path).expect("shape readable"));
+    let plugin = loader_in(dir.path()).load(&path, Pin::Digest(digest)).expect("shape loads");
+    let identity = FunctionIdentity {
+        tenant: "public".into(),
+        namespace: "default".into(),
+        name: format!("shape-{name}"),
+        num_instances: 1,
+        user_config: user_config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+        ..FunctionIdentity::default()
+    };
+    let instance = plugin.instantiate(identity).expect("shape init");
+    (dir, instance)
+}
+
+fn call(instance: &mut PluginInstance, payload: &[u8], message_id: &str) -> Outcome {
+    match instance.process(&plain_record(payload, RStr::from_str("in"), message_id)) {
+        Ok(Some(bytes)) => Outcome::Output(bytes.to_vec()),
+        Ok(None) => Outcome::Nothing,
+        Err(error) => Outcome::Failed(error.kind),
+    }
+}
+
+/// Runs `name` over `cases` of (payload, expected outcome).
+fn check(name: &str, user_config: &[(&str, &str)], cases: &[(&[u8], Outcome)]) {
+    let (_dir, mut instance) = instance(name, user_config);
+    for (n, (payload, expected)) in cases.iter().enumerate() {
+        let outcome = call(&mut instance, payload, &n.to_string());
+        assert_eq!(&outcome, expected, "shape {name}, payload {:?}", String::from_utf8_lossy(payload));
+    }
+}
+
+fn out(text: &str) -> Outcome {
+    Outcome::Output(text.as_bytes().to_vec())
+}
+
+#[test]
+fn no_context_no_input_no_output() {
+    check("unit", &[], &[(b"a", Outcome::Nothing), (b"", Outcome::Nothing)]);
+}
+
+#[test]
+fn shared_context_only() {
+    check("ctx-only", &[], &[(b"a", out("shape-ctx-only 0")), (b"b", out("shape-ctx-only 1"))]);
+}
+
+#[test]
+fn mutable_context_returning_result_unit() {
+    check("ctx-mut-only", &[], &[(b"a", Outcome::Nothing), (b"fail", Outcome::Failed(CallErrorKind::Error))]);
+}
+
+#[test]
+fn owned_bytes_in_and_out() {
+    check("bytes-vec", &[], &[(b"abc", out("cba")), (b"", out(""))]);
+}
+
+#[test]
+fn borrowed_bytes_in_and_out() {
+    check("bytes-slice", &[], &[(b"same", out("same")), (&[0xff, 0xfe][..], Outcome::Output(vec![0xff, 0xfe]))]);
+}
+
+#[test]
+fn string_in_option_out() {
+    check(
+        "string-option",
+        &[],
+        &[(b"shout", out("SHOUT")), (b"", Outcome::Nothing), (&[0xc3, 0x28][..], Outcome::Failed(CallErrorKind::BadInput))],
+    );
+}
+
+#[test]
+fn str_in_result_out() {
+    check("str-result", &[], &[(b"abc", out("3:abc")), (b"bad", Outcome::Failed(CallErrorKind::Error))]);
+}
+
+#[test]
+fn str_in_borrowed_str_out() {
+    check("str-borrowed", &[], &[(b"  padded  ", out("padded"))]);
+}
+
+#[test]
+fn json_in_result_option_json_out() {
+    check(
+        "json",
+        &[],
+        &[
+            (br#"{"sensor":"s1","value":21}"#, out(r#"{"sensor":"s1","doubled":42}"#)),
+            (br#"{"sensor":"s1","value":-1}"#, Outcome::Nothing),
+            (br#"{"sensor":"s1","value":0}"#, Outcome::Failed(CallErrorKind::Error)),
+            (b"not json", Outcome::Failed(CallErrorKind::BadInput)),
+        ],
+    );
+}
+
+#[test]
+fn shared_context_and_input_with_user_config() {
+    check("ctx-str", &[("suffix", "?!")], &[(b"really", out("really?!"))]);
+}
+
+#[test]
+fn mutable_context_and_input_reaching_an_unavailable_facility() {
+    let (_dir, mut instance) = instance("ctx-mut-bytes", &[]);
+    let error = instance.process(&plain_record(b"x", RStr::from_str("in"), "0")).expect_err("state is not here yet");
+    assert_eq!(error.kind, CallErrorKind::Error);
+    assert_eq!(error.message, "state is not available in this runtime yet");
+}
+
+#[test]
+fn no_input_constant_output() {
+    check("static-output", &[], &[(b"a", out("constant")), (b"b", out("constant"))]);
+}

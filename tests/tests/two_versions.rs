@@ -1,0 +1,31 @@
+//! Two versions of one plugin loaded at once in one process, each answering as itself.
+
+use abi_stable::std_types::RStr;
+use pfn::{context::FunctionIdentity, instance::plain_record, loader::Pin, verify::Sha256Digest};
+use pfn_tests::fixtures::{loader_in, scratch, versioned};
+
+#[test]
+fn two_versions_answer_side_by_side() {
+    let dir = scratch();
+    let loader = loader_in(dir.path());
+    let load = |version: &str| {
+        let path = versioned(version);
+        let digest = Sha256Digest::of(&std::fs::read(&path).expect("fixture readable"));
+        loader.load(&path, Pin::Digest(digest)).expect("versioned fixture loads")
+    };
+    let (old, new) = (load("1.0.0"), load("1.2.0"));
+    assert_eq!((old.info.name.as_str(), new.info.name.as_str()), ("versioned", "versioned"));
+    assert_eq!((old.version.to_string(), new.version.to_string()), ("1.0.0".into(), "1.2.0".into()));
+    assert_ne!(old.info.opened_path, new.info.opened_path, "each version opens from its own copy");
+
+    let mut old_instance = old.instantiate(FunctionIdentity::default()).expect("v1.0.0 init");
+    let mut new_instance = new.instantiate(FunctionIdentity::default()).expect("v1.2.0 init");
+    for n in 0..1000 {
+        let payload = format!("m{n}");
+        let record = plain_record(payload.as_bytes(), RStr::from_str("t"), "id");
+        let from_old = old_instance.process(&record).expect("v1.0.0 call").map(<[u8]>::to_vec);
+        let from_new = new_instance.process(&record).expect("v1.2.0 call").map(<[u8]>::to_vec);
+        assert_eq!(from_old, Some(format!("m{n} from v1.0.0").into_bytes()));
+        assert_eq!(from_new, Some(format!("m{n} from v1.2.0").into_bytes()));
+    }
+}
