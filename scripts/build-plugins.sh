@@ -81,9 +81,10 @@ for version in 1.0.0 1.1.0 1.2.0 2.0.0; do
     sed -e "s/^version = .*/version = \"$version\"/" \
         -e "s|path = \"../../../plugin-abi\"|path = \"$ROOT/plugin-abi\"|" \
         tests/fixtures/versioned/Cargo.toml > "$src/Cargo.toml"
-    printf '\n[workspace]\n\n[profile.release]\npanic = "unwind"\n' >> "$src/Cargo.toml"
+    # The workspace's release profile, so the dependencies built for the other plugins are reused.
+    printf '\n[workspace]\n\n[profile.release]\npanic = "unwind"\ndebug = "line-tables-only"\n' >> "$src/Cargo.toml"
     cp Cargo.lock "$src/Cargo.lock"
-    cargo build --release --quiet --offline --manifest-path "$src/Cargo.toml" --target-dir "$BUILD-versioned"
-    install_checked "$BUILD-versioned/release/libversioned.so" "$version" "$FIXTURES_OUT/versioned/$version/libversioned.so"
+    cargo build --release --quiet --offline --manifest-path "$src/Cargo.toml" --target-dir "$BUILD"
+    install_checked "$BUILD/release/libversioned.so" "$version" "$FIXTURES_OUT/versioned/$version/libversioned.so"
 done
 say "plugins in $PLUGINS_OUT, fixtures in $FIXTURES_OUT"

@@ -110,7 +110,9 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     if identity.input_topics.is_empty() {
         identity.input_topics.push(input_name.clone());
     }
-    let span = tracing::info_span!("function", fqfn = %identity.fqfn(), version = %plugin.info.version);
+    // At ERROR level so that the span, which says which function a log line is about, is kept
+    // whatever the log filter lets through.
+    let span = tracing::error_span!("function", fqfn = %identity.fqfn(), version = %plugin.info.version);
     let _entered = span.enter();
     let mut instance = plugin.instantiate(identity)?;
 

@@ -64,7 +64,14 @@ fn no_context_no_input_no_output() {
 
 #[test]
 fn shared_context_only() {
-    check("ctx-only", &[], &[(b"a", out("shape-ctx-only 0")), (b"b", out("shape-ctx-only 1"))]);
+    check(
+        "ctx-only",
+        &[],
+        &[
+            (b"a", out("shape-ctx-only 0 key=None p=None t=None topic=in")),
+            (b"b", out("shape-ctx-only 1 key=None p=None t=None topic=in")),
+        ],
+    );
 }
 
 #[test]
