@@ -63,13 +63,18 @@ unsafe fn pinned_view(text: &str) -> RStr<'static> {
 impl InstanceHost {
     /// The host state for an instance of `identity` running plugin version `function_version`.
     pub fn new(identity: FunctionIdentity, function_version: String) -> Self {
-        // SAFETY (both maps): the views point into `identity`'s strings, which move with it into
-        // the returned struct without their heap buffers moving, and are never mutated.
-        let topic_views = identity.input_topics.iter().map(|t| unsafe { pinned_view(t) }).collect();
+        // The views point into `identity`'s strings, which move with it into the returned
+        // struct without their heap buffers moving, and are never mutated.
+        let topic_views = identity
+            .input_topics
+            .iter()
+            // SAFETY: as just said.
+            .map(|topic| unsafe { pinned_view(topic) })
+            .collect();
         let config_views = identity
             .user_config
             .iter()
-            // SAFETY: as above.
+            // SAFETY: as for the topics.
             .map(|(key, value)| unsafe { Property { key: pinned_view(key), value: pinned_view(value) } })
             .collect();
         Self { identity, function_version, topic_views, config_views }

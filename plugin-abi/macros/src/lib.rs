@@ -27,27 +27,39 @@ pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
     let expanded = match parse_macro_input!(item as Item) {
         Item::Fn(function) => export_fn(function),
         Item::Impl(block) => export_impl(block),
-        other => Err(syn::Error::new(other.span(), SHAPES)),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("#[pfn_abi::function] goes on a fn or an `impl StatefulFunction for T` block;\n{SHAPES}"),
+        )),
     };
     expanded.unwrap_or_else(syn::Error::into_compile_error).into()
 }
 
 /// How a parameter is passed: the context (shared or mutable) or the input.
+#[derive(Clone, Copy)]
 enum Param<'a> {
     Context { mutable: bool },
     Input(&'a Type),
 }
 
+fn is_context_path(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.path.segments.last().is_some_and(|segment| segment.ident == "Context"))
+}
+
 fn classify(arg: &FnArg) -> syn::Result<Param<'_>> {
     let FnArg::Typed(typed) = arg else {
-        return Err(syn::Error::new(arg.span(), format!("methods cannot be exported;\n{SHAPES}")));
+        return Err(syn::Error::new_spanned(arg, format!("methods cannot be exported;\n{SHAPES}")));
     };
-    if let Type::Reference(reference) = typed.ty.as_ref() {
-        if let Type::Path(path) = reference.elem.as_ref() {
-            if path.path.segments.last().is_some_and(|segment| segment.ident == "Context") {
-                return Ok(Param::Context { mutable: reference.mutability.is_some() });
-            }
-        }
+    if let Type::Reference(reference) = typed.ty.as_ref()
+        && is_context_path(&reference.elem)
+    {
+        return Ok(Param::Context { mutable: reference.mutability.is_some() });
+    }
+    if is_context_path(&typed.ty) {
+        return Err(syn::Error::new_spanned(
+            &typed.ty,
+            format!("take the context by reference: `&Context` or `&mut Context`;\n{SHAPES}"),
+        ));
     }
     Ok(Param::Input(&typed.ty))
 }
@@ -64,13 +76,13 @@ impl VisitMut for EraseLifetimes {
 fn export_fn(function: ItemFn) -> syn::Result<TokenStream2> {
     let signature = &function.sig;
     if let Some(asyncness) = signature.asyncness {
-        return Err(syn::Error::new(asyncness.span(), format!("async functions are not supported;\n{SHAPES}")));
+        return Err(syn::Error::new_spanned(asyncness, format!("async functions are not supported;\n{SHAPES}")));
     }
     if let Some(param) = signature.generics.params.iter().find(|p| !matches!(p, GenericParam::Lifetime(_))) {
-        return Err(syn::Error::new(param.span(), format!("generic functions cannot be exported;\n{SHAPES}")));
+        return Err(syn::Error::new_spanned(param, format!("generic functions cannot be exported;\n{SHAPES}")));
     }
     if let Some(variadic) = &signature.variadic {
-        return Err(syn::Error::new(variadic.span(), SHAPES));
+        return Err(syn::Error::new_spanned(variadic, SHAPES));
     }
     let params = signature.inputs.iter().map(classify).collect::<syn::Result<Vec<_>>>()?;
     let (context, input) = match params.as_slice() {
@@ -78,7 +90,14 @@ fn export_fn(function: ItemFn) -> syn::Result<TokenStream2> {
         [Param::Context { mutable }] => (Some(*mutable), None),
         [Param::Input(ty)] => (None, Some(*ty)),
         [Param::Context { mutable }, Param::Input(ty)] => (Some(*mutable), Some(*ty)),
-        _ => return Err(syn::Error::new(signature.inputs.span(), SHAPES)),
+        [_, _] => {
+            let why = "with two parameters, the first is `&Context` or `&mut Context` and the second the input";
+            return Err(syn::Error::new_spanned(&signature.inputs, format!("{why};\n{SHAPES}")));
+        }
+        _ => {
+            let why = "a pfn function takes at most two parameters";
+            return Err(syn::Error::new_spanned(&signature.inputs, format!("{why};\n{SHAPES}")));
+        }
     };
 
     let mut args = Vec::new();
@@ -137,8 +156,8 @@ fn export_impl(block: ItemImpl) -> syn::Result<TokenStream2> {
         .and_then(|(_, path, _)| path.segments.last())
         .is_some_and(|segment| segment.ident == "StatefulFunction");
     if !implements_stateful {
-        return Err(syn::Error::new(
-            block.self_ty.span(),
+        return Err(syn::Error::new_spanned(
+            &block.self_ty,
             format!("on an impl block, #[pfn_abi::function] takes `impl StatefulFunction for T`;\n{SHAPES}"),
         ));
     }
