@@ -1,6 +1,7 @@
 //! What a plugin's own copy of std and tracing needs to talk to the host: a panic hook that
-//! keeps the panic's message and location for the error value instead of printing it, and a
-//! `tracing` subscriber that forwards events to the host's log.
+//! keeps the panic's message and location for the error value (and sends it to the host's log
+//! at debug level) instead of printing it to stderr, and a `tracing` subscriber that forwards
+//! events to the host's log.
 
 use std::{
     any::Any,
@@ -35,6 +36,11 @@ pub(crate) fn install(ctx: &FfiContext) {
                 Some(at) => format!("{} at {}:{}", payload_text(info.payload()), at.file(), at.line()),
                 None => payload_text(info.payload()).to_owned(),
             };
+            if let Some(host) = HOST.get()
+                && (host.log_enabled())(LogLevel::Debug)
+            {
+                (host.log())(LogLevel::Debug, RStr::from_str("panic"), RStr::from_str(&message));
+            }
             LAST_PANIC.with(|last| *last.borrow_mut() = Some(message));
         }));
         let _ = tracing::subscriber::set_global_default(HostLog);

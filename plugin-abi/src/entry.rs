@@ -32,8 +32,8 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, Error>) -> RResult<T, FfiError> {
 pub(crate) unsafe extern "C" fn new_instance<F: Function>(
     ctx: &FfiContext,
 ) -> RResult<InstanceHandle, FfiError> {
-    bridge::install(ctx);
     guarded(|| {
+        bridge::install(ctx);
         let function = F::init(&Context::new(ctx, None))?;
         Ok(InstanceHandle(Box::into_raw(Box::new(function)).cast()))
     })
