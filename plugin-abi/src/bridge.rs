@@ -59,9 +59,7 @@ fn payload_text(payload: &(dyn Any + Send)) -> &str {
 
 /// The message of a caught panic: the hook's text (with location) if it ran, else the payload.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    LAST_PANIC
-        .with(|last| last.borrow_mut().take())
-        .unwrap_or_else(|| payload_text(payload).to_owned())
+    LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| payload_text(payload).to_owned())
 }
 
 fn log_level(level: &Level) -> LogLevel {

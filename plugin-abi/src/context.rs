@@ -1,12 +1,14 @@
 //! [`Context`]: what a function sees of the runtime while it runs.
 
-use std::{fmt, time::{Duration, SystemTime, UNIX_EPOCH}};
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use abi_stable::std_types::{RSlice, RStr};
 
 use crate::ffi::{
-    ContextErrorKind, CtxResult, FfiContext, FfiContextError, FfiRecord, FunctionInfo,
-    OutMessage, Property,
+    ContextErrorKind, CtxResult, FfiContext, FfiContextError, FfiRecord, FunctionInfo, OutMessage, Property,
 };
 
 /// An error from a context call: the host could not do what was asked.

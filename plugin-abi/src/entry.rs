@@ -20,18 +20,15 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, Error>) -> RResult<T, FfiError> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(error)) => RResult::RErr(to_ffi(error)),
-        Err(payload) => RResult::RErr(FfiError {
-            kind: ErrorKind::Panic,
-            message: bridge::panic_message(payload.as_ref()).into(),
-        }),
+        Err(payload) => {
+            RResult::RErr(FfiError { kind: ErrorKind::Panic, message: bridge::panic_message(payload.as_ref()).into() })
+        }
     }
 }
 
 /// # Safety
 /// `ctx` must be a context the host keeps alive for the duration of the call.
-pub(crate) unsafe extern "C" fn new_instance<F: Function>(
-    ctx: &FfiContext,
-) -> RResult<InstanceHandle, FfiError> {
+pub(crate) unsafe extern "C" fn new_instance<F: Function>(ctx: &FfiContext) -> RResult<InstanceHandle, FfiError> {
     guarded(|| {
         bridge::install(ctx);
         let function = F::init(&Context::new(ctx, None))?;

@@ -59,12 +59,7 @@ pub trait Function: Send + Sized + 'static {
     fn init(ctx: &Context<'_>) -> Result<Self, Error>;
 
     /// Processes one payload, writing any result into `out`.
-    fn process(
-        &mut self,
-        ctx: &mut Context<'_>,
-        payload: &[u8],
-        out: &mut Output<'_>,
-    ) -> Result<Produced, Error>;
+    fn process(&mut self, ctx: &mut Context<'_>, payload: &[u8], out: &mut Output<'_>) -> Result<Produced, Error>;
 
     /// Releases the instance's resources (once, after the last message).
     fn close(&mut self, _ctx: &Context<'_>) -> Result<(), Error> {
@@ -101,12 +96,7 @@ impl<T: StatefulFunction> Function for Stateful<T> {
         T::init(ctx).map(Stateful)
     }
 
-    fn process(
-        &mut self,
-        ctx: &mut Context<'_>,
-        payload: &[u8],
-        out: &mut Output<'_>,
-    ) -> Result<Produced, Error> {
+    fn process(&mut self, ctx: &mut Context<'_>, payload: &[u8], out: &mut Output<'_>) -> Result<Produced, Error> {
         let input = T::Input::from_payload(payload)?;
         self.0.process(ctx, input).into_outcome(out)
     }

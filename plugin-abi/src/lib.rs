@@ -48,8 +48,7 @@ pub use {serde, serde_json};
 #[doc(hidden)]
 pub mod __private {
     pub use abi_stable::library::{
-        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader,
-        RootModuleResult,
+        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };
 
     pub use crate::module::module_for;

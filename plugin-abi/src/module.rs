@@ -61,11 +61,7 @@ impl RootModule for PluginModuleRef {
 
 /// Builds the root module for `F`; called once per load by the exported library header.
 #[doc(hidden)]
-pub fn module_for<F: Function>(
-    name: &'static str,
-    version: &'static str,
-    panic_unwind: bool,
-) -> PluginModuleRef {
+pub fn module_for<F: Function>(name: &'static str, version: &'static str, panic_unwind: bool) -> PluginModuleRef {
     PluginModule {
         abi_version: RStr::from_str(ABI_VERSION),
         name: RStr::from_str(name),
@@ -113,9 +109,6 @@ macro_rules! export_function {
 mod tests {
     #[test]
     fn exported_symbol_matches_abi_stable() {
-        assert_eq!(
-            crate::__private::ROOT_MODULE_SYMBOL,
-            abi_stable::library::ROOT_MODULE_LOADER_NAME
-        );
+        assert_eq!(crate::__private::ROOT_MODULE_SYMBOL, abi_stable::library::ROOT_MODULE_LOADER_NAME);
     }
 }

@@ -22,30 +22,35 @@ pub trait FromPayload<'a>: Sized {
 }
 
 impl<'a> FromPayload<'a> for &'a [u8] {
+    #[inline]
     fn from_payload(payload: &'a [u8]) -> Result<Self, Error> {
         Ok(payload)
     }
 }
 
 impl<'a> FromPayload<'a> for Vec<u8> {
+    #[inline]
     fn from_payload(payload: &'a [u8]) -> Result<Self, Error> {
         Ok(payload.to_vec())
     }
 }
 
 impl<'a> FromPayload<'a> for &'a str {
+    #[inline]
     fn from_payload(payload: &'a [u8]) -> Result<Self, Error> {
         std::str::from_utf8(payload).map_err(|e| Error::bad_input(format!("payload is not UTF-8: {e}")))
     }
 }
 
 impl<'a> FromPayload<'a> for String {
+    #[inline]
     fn from_payload(payload: &'a [u8]) -> Result<Self, Error> {
         <&str>::from_payload(payload).map(str::to_owned)
     }
 }
 
 impl<'a, T: DeserializeOwned> FromPayload<'a> for Json<T> {
+    #[inline]
     fn from_payload(payload: &'a [u8]) -> Result<Self, Error> {
         serde_json::from_slice(payload)
             .map(Json)
@@ -61,11 +66,13 @@ pub struct Output<'a> {
 
 impl<'a> Output<'a> {
     #[doc(hidden)]
+    #[inline]
     pub fn new(buffer: &'a mut RVec<u8>) -> Self {
         Self { buffer }
     }
 
     /// Appends bytes to the output.
+    #[inline]
     pub fn write(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_copy_slice(bytes);
     }
@@ -77,11 +84,13 @@ impl<'a> Output<'a> {
 }
 
 impl io::Write for Output<'_> {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         Output::write(self, bytes);
         Ok(bytes.len())
     }
 
+    #[inline]
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -98,6 +107,7 @@ pub trait OutputValue {
 }
 
 impl OutputValue for Vec<u8> {
+    #[inline]
     fn write_to(self, out: &mut Output<'_>) -> Result<(), Error> {
         out.write(&self);
         Ok(())
@@ -105,6 +115,7 @@ impl OutputValue for Vec<u8> {
 }
 
 impl OutputValue for &[u8] {
+    #[inline]
     fn write_to(self, out: &mut Output<'_>) -> Result<(), Error> {
         out.write(self);
         Ok(())
@@ -112,6 +123,7 @@ impl OutputValue for &[u8] {
 }
 
 impl OutputValue for String {
+    #[inline]
     fn write_to(self, out: &mut Output<'_>) -> Result<(), Error> {
         out.write(self.as_bytes());
         Ok(())
@@ -119,6 +131,7 @@ impl OutputValue for String {
 }
 
 impl OutputValue for &str {
+    #[inline]
     fn write_to(self, out: &mut Output<'_>) -> Result<(), Error> {
         out.write(self.as_bytes());
         Ok(())
@@ -126,6 +139,7 @@ impl OutputValue for &str {
 }
 
 impl<T: Serialize> OutputValue for Json<T> {
+    #[inline]
     fn write_to(self, out: &mut Output<'_>) -> Result<(), Error> {
         serde_json::to_writer(out, &self.0).map_err(|e| Error::user(format!("cannot serialise output: {e}")))
     }
@@ -143,12 +157,14 @@ pub trait IntoOutcome {
 }
 
 impl IntoOutcome for () {
+    #[inline]
     fn into_outcome(self, _out: &mut Output<'_>) -> Result<Produced, Error> {
         Ok(Produced::Nothing)
     }
 }
 
 impl<T: OutputValue> IntoOutcome for T {
+    #[inline]
     fn into_outcome(self, out: &mut Output<'_>) -> Result<Produced, Error> {
         self.write_to(out)?;
         Ok(Produced::Output)
@@ -156,6 +172,7 @@ impl<T: OutputValue> IntoOutcome for T {
 }
 
 impl<T: OutputValue> IntoOutcome for Option<T> {
+    #[inline]
     fn into_outcome(self, out: &mut Output<'_>) -> Result<Produced, Error> {
         match self {
             Some(value) => value.into_outcome(out),
@@ -165,6 +182,7 @@ impl<T: OutputValue> IntoOutcome for Option<T> {
 }
 
 impl<T: IntoOutcome, E: fmt::Display> IntoOutcome for Result<T, E> {
+    #[inline]
     fn into_outcome(self, out: &mut Output<'_>) -> Result<Produced, Error> {
         match self {
             Ok(value) => value.into_outcome(out),

@@ -162,7 +162,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             let manifest = opened.manifest();
             opened.accept()?;
             let written = manifest.write_for(&path)?;
-            println!("pinned {} {} (sha256 {}) in {}", manifest.name, manifest.version, manifest.sha256, written.display());
+            println!(
+                "pinned {} {} (sha256 {}) in {}",
+                manifest.name,
+                manifest.version,
+                manifest.sha256,
+                written.display()
+            );
             Ok(())
         }
     }

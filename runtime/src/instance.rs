@@ -75,7 +75,8 @@ pub struct InitError {
 ///
 /// Call it from one thread at a time (`&mut self`); it may move between threads.
 pub struct PluginInstance {
-    process_fn: unsafe extern "C" fn(InstanceHandle, &FfiContext, &FfiRecord<'_>, &mut RVec<u8>) -> RResult<Produced, FfiError>,
+    process_fn:
+        unsafe extern "C" fn(InstanceHandle, &FfiContext, &FfiRecord<'_>, &mut RVec<u8>) -> RResult<Produced, FfiError>,
     close_fn: unsafe extern "C" fn(InstanceHandle, &FfiContext) -> RResult<(), FfiError>,
     handle: Option<InstanceHandle>,
     ffi: FfiContext,
@@ -127,6 +128,10 @@ impl Plugin {
 
 impl PluginInstance {
     /// Processes one record: `Ok(Some(bytes))` is the output, `Ok(None)` no output.
+    ///
+    /// Inlined so that callers in other crates read the output buffer's pointer and length as
+    /// the plugin left them, without a wide load that stalls on the plugin's narrower store.
+    #[inline]
     pub fn process(&mut self, record: &FfiRecord<'_>) -> Result<Option<&[u8]>, CallError> {
         let Some(handle) = self.handle else {
             return Err(CallError { kind: CallErrorKind::Error, message: "instance is closed".into() });

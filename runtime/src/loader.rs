@@ -129,9 +129,10 @@ impl Loader {
         let manifest = Manifest::read_for(path)?;
         let expected = match (pin, &manifest) {
             (Pin::Digest(digest), _) => Some(digest),
-            (Pin::Manifest, Some(manifest)) => Some(Sha256Digest::parse(&manifest.sha256).map_err(|reason| {
-                VerifyError::BadManifest { path: Manifest::path_for(path), reason }
-            })?),
+            (Pin::Manifest, Some(manifest)) => Some(
+                Sha256Digest::parse(&manifest.sha256)
+                    .map_err(|reason| VerifyError::BadManifest { path: Manifest::path_for(path), reason })?,
+            ),
             (Pin::Manifest, None) => {
                 return Err(VerifyError::NotPinned { path: path.into(), manifest: Manifest::path_for(path), found });
             }
@@ -176,8 +177,11 @@ impl OpenedModule {
         if self.info.panic_strategy != PanicStrategy::Unwind {
             return Err(VerifyError::PanicStrategy { path: path.clone(), found: self.info.panic_strategy.as_str() });
         }
-        check_name(&self.info.name)
-            .map_err(|reason| VerifyError::BadName { path: path.clone(), found: self.info.name.clone(), reason })?;
+        check_name(&self.info.name).map_err(|reason| VerifyError::BadName {
+            path: path.clone(),
+            found: self.info.name.clone(),
+            reason,
+        })?;
         let version = semver::Version::parse(&self.info.version).map_err(|e| VerifyError::BadVersion {
             path: path.clone(),
             found: self.info.version.clone(),

@@ -4,7 +4,6 @@
 //! function returned nothing), or a dead letter (error, panic, undecodable or malformed input).
 
 use std::{
-    fmt::Write as _,
     io::Write,
     path::{Path, PathBuf},
 };
@@ -116,7 +115,8 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     let _entered = span.enter();
     let mut instance = plugin.instantiate(identity)?;
 
-    let reader = io::open_input(options.input.as_deref()).map_err(|source| RunError::Input { path: input_name.clone(), source })?;
+    let reader = io::open_input(options.input.as_deref())
+        .map_err(|source| RunError::Input { path: input_name.clone(), source })?;
     let output = io::open_output(options.output.as_deref())
         .map_err(|source| RunError::Output { path: output_name.clone(), source })?;
     let dead_letter_path =
@@ -130,15 +130,14 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     };
 
     let mut lines = LineReader::new(reader);
-    let mut message_id = String::new();
+    let mut message_ids = itoa::Buffer::new();
     let topic = RStr::from_str(&input_name);
     while let Some((number, line)) =
         lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?
     {
-        message_id.clear();
-        let _ = write!(message_id, "{number}");
+        let message_id = message_ids.format(number);
         match options.input_format {
-            InputFormat::Raw => sink.deliver(&mut instance, &plain_record(line, topic, &message_id), line)?,
+            InputFormat::Raw => sink.deliver(&mut instance, &plain_record(line, topic, message_id), line)?,
             InputFormat::Json => match Envelope::parse(line) {
                 Ok(envelope) => {
                     let payload = envelope.payload();
@@ -153,12 +152,12 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
                         properties: RSlice::from_slice(&properties),
                         event_time_ms: envelope.event_time.into(),
                         topic,
-                        message_id: RStr::from_str(&message_id),
+                        message_id: RStr::from_str(message_id),
                         redelivery_count: 0,
                     };
                     sink.deliver(&mut instance, &record, line)?;
                 }
-                Err(reason) => sink.malformed(&message_id, &reason, line)?,
+                Err(reason) => sink.malformed(message_id, &reason, line)?,
             },
         }
     }

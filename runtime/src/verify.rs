@@ -85,18 +85,14 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(VerifyError::BadManifest { path, reason: e.to_string() }),
         };
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| VerifyError::BadManifest { path, reason: e.message().to_owned() })
+        toml::from_str(&text).map(Some).map_err(|e| VerifyError::BadManifest { path, reason: e.message().to_owned() })
     }
 
     /// Writes the manifest beside `library`, returning its path.
     pub fn write_for(&self, library: &Path) -> Result<PathBuf, VerifyError> {
         let path = Self::path_for(library);
-        let text = toml::to_string(self).map_err(|e| VerifyError::BadManifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = toml::to_string(self)
+            .map_err(|e| VerifyError::BadManifest { path: path.clone(), reason: e.to_string() })?;
         fs::write(&path, text).map_err(|e| VerifyError::BadManifest { path: path.clone(), reason: e.to_string() })?;
         Ok(path)
     }

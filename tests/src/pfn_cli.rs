@@ -17,12 +17,8 @@ pub fn pfn(scratch: &Path) -> Command {
 
 /// Runs `command` with `stdin` as its input and returns what it did.
 pub fn run_with_stdin(mut command: Command, stdin: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pfn starts");
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("pfn starts");
     child.stdin.take().expect("piped stdin").write_all(stdin).expect("stdin accepts input");
     child.wait_with_output().expect("pfn finishes")
 }

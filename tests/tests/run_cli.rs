@@ -25,7 +25,10 @@ fn stdin_to_stdout_with_a_pinned_plugin() {
     let (stdout, stderr) = texts(&output);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout, "hello!\npulsar!\n!\nlast line without newline!\n");
-    assert!(summary_line(&stderr).starts_with("pfn run: 4 messages: 4 outputs, 0 filtered, 0 dead-lettered"), "{stderr}");
+    assert!(
+        summary_line(&stderr).starts_with("pfn run: 4 messages: 4 outputs, 0 filtered, 0 dead-lettered"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -64,7 +67,8 @@ fn json_envelopes_carry_metadata_and_malformed_lines_are_dead_lettered() {
              meta 3 key=None p=None t=None topic={topic}\n"
         )
     );
-    let dead = std::fs::read_to_string(dir.path().join("results.dead-letter.jsonl")).expect("dead letters beside output");
+    let dead =
+        std::fs::read_to_string(dir.path().join("results.dead-letter.jsonl")).expect("dead letters beside output");
     let letter: serde_json::Value = serde_json::from_str(dead.trim()).expect("one JSON dead letter");
     assert_eq!(letter["reason"], "malformed");
     assert_eq!(letter["message_id"], "2");
@@ -122,13 +126,17 @@ fn failing_init_is_a_clear_error() {
     let dir = scratch();
     let library = fixture("panicky");
     let mut command = pfn(dir.path());
-    command.args(["run", "--user-config", "panic_in_init=true", "--sha256", &sha256_of(&library), "--plugin"]).arg(&library);
+    command
+        .args(["run", "--user-config", "panic_in_init=true", "--sha256", &sha256_of(&library), "--plugin"])
+        .arg(&library);
     let output = run_with_stdin(command, b"never processed\n");
     let (stdout, stderr) = texts(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stdout.is_empty());
     assert!(
-        stderr.contains("function public/default/panicky: init of plugin panicky 1.0.0 failed: panic: init was told to panic"),
+        stderr.contains(
+            "function public/default/panicky: init of plugin panicky 1.0.0 failed: panic: init was told to panic"
+        ),
         "{stderr}"
     );
 }
@@ -145,7 +153,8 @@ fn errors_and_panics_are_counted_apart() {
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout, "ok:fine\n");
     assert!(
-        summary_line(&stderr).contains("3 messages: 1 outputs, 0 filtered, 2 dead-lettered (1 errors, 1 panics, 0 bad input"),
+        summary_line(&stderr)
+            .contains("3 messages: 1 outputs, 0 filtered, 2 dead-lettered (1 errors, 1 panics, 0 bad input"),
         "{stderr}"
     );
     let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
@@ -154,6 +163,9 @@ fn errors_and_panics_are_counted_apart() {
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
     assert_eq!(letters.len(), 2);
-    assert_eq!((letters[0]["reason"].as_str(), letters[0]["error"].as_str()), (Some("error"), Some("asked to fail on one")));
+    assert_eq!(
+        (letters[0]["reason"].as_str(), letters[0]["error"].as_str()),
+        (Some("error"), Some("asked to fail on one"))
+    );
     assert_eq!(letters[1]["reason"], "panic");
 }

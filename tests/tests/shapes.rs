@@ -94,7 +94,11 @@ fn string_in_option_out() {
     check(
         "string-option",
         &[],
-        &[(b"shout", out("SHOUT")), (b"", Outcome::Nothing), (&[0xc3, 0x28][..], Outcome::Failed(CallErrorKind::BadInput))],
+        &[
+            (b"shout", out("SHOUT")),
+            (b"", Outcome::Nothing),
+            (&[0xc3, 0x28][..], Outcome::Failed(CallErrorKind::BadInput)),
+        ],
     );
 }
 

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use abi_stable::std_types::RStr;
 use pfn::{
     context::FunctionIdentity,
     instance::plain_record,
     loader::{Loader, Pin},
     verify::{Manifest, Sha256Digest, VerifyError},
 };
-use abi_stable::std_types::RStr;
 use pfn_tests::{
     fixtures::{fixture, hand_built, loader_in, plugin, scratch},
     pfn_cli::{pfn, texts},

@@ -121,10 +121,7 @@ fn f(x: &str) -> Option<u32> {
 fn f(x: &str) -> Result<String, Vec<u8>> {
     Ok(x.to_owned())
 }",
-        expected: Some(&[
-            "is not a return type a pfn function can have",
-            "E implements Display",
-        ]),
+        expected: Some(&["is not a return type a pfn function can have", "E implements Display"]),
     },
     Case {
         name: "on-a-struct",
@@ -148,10 +145,7 @@ impl Default for Upper {
 
 /// Writes `case` as a crate in a temporary directory and checks it; returns (success, stderr).
 fn check(case: &Case) -> (bool, String) {
-    let dir = tempfile::Builder::new()
-        .prefix("pfn-wrong-shape-")
-        .tempdir()
-        .expect("temporary directory");
+    let dir = tempfile::Builder::new().prefix("pfn-wrong-shape-").tempdir().expect("temporary directory");
     let root = workspace_root();
     let manifest = format!(
         "[package]
@@ -170,15 +164,11 @@ pfn-abi = {{ path = {abi:?} }}
 [workspace]
 ",
         name = case.name,
-        abi = root
-            .join("plugin-abi")
-            .to_str()
-            .expect("UTF-8 workspace path"),
+        abi = root.join("plugin-abi").to_str().expect("UTF-8 workspace path"),
     );
     fs::write(dir.path().join("Cargo.toml"), manifest).expect("write Cargo.toml");
     fs::write(dir.path().join("lib.rs"), case.source).expect("write lib.rs");
-    fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock"))
-        .expect("copy the workspace Cargo.lock");
+    fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).expect("copy the workspace Cargo.lock");
 
     let output = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         // The human format: the short one drops the notes that list the accepted types.
@@ -187,10 +177,7 @@ pfn-abi = {{ path = {abi:?} }}
         .env("CARGO_TARGET_DIR", shared_target_dir())
         .output()
         .expect("run cargo check");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 /// `<target>/compile-fail`, absolute (a relative CARGO_TARGET_DIR is taken from the workspace).
@@ -210,10 +197,7 @@ fn wrong_shapes_fail_to_compile_and_say_what_is_accepted() {
             None if stderr.contains("warning") => Some("compiles with warnings".to_owned()),
             Some(_) if success => Some("compiles".to_owned()),
             Some(texts) => {
-                let missing: Vec<_> = texts
-                    .iter()
-                    .filter(|text| !stderr.contains(*text))
-                    .collect();
+                let missing: Vec<_> = texts.iter().filter(|text| !stderr.contains(*text)).collect();
                 (!missing.is_empty()).then(|| format!("fails without saying {missing:?}"))
             }
             None => None,

@@ -4,8 +4,8 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{quote, quote_spanned};
 use syn::{
-    FnArg, GenericParam, Item, ItemFn, ItemImpl, Lifetime, ReturnType, Type, parse_macro_input,
-    spanned::Spanned, visit_mut::VisitMut,
+    FnArg, GenericParam, Item, ItemFn, ItemImpl, Lifetime, ReturnType, Type, parse_macro_input, spanned::Spanned,
+    visit_mut::VisitMut,
 };
 
 const SHAPES: &str = "a pfn function has one of these shapes:
@@ -20,9 +20,7 @@ A type with state implements pfn_abi::StatefulFunction: put the attribute on tha
 pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
         let attr = TokenStream2::from(attr);
-        return syn::Error::new(attr.span(), "#[pfn_abi::function] takes no arguments")
-            .to_compile_error()
-            .into();
+        return syn::Error::new(attr.span(), "#[pfn_abi::function] takes no arguments").to_compile_error().into();
     }
     let expanded = match parse_macro_input!(item as Item) {
         Item::Fn(function) => export_fn(function),

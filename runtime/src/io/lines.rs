@@ -96,12 +96,8 @@ impl Envelope {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum PayloadJson<'a> {
-    Text {
-        value: &'a str,
-    },
-    Binary {
-        value_base64: String,
-    },
+    Text { value: &'a str },
+    Binary { value_base64: String },
 }
 
 impl<'a> PayloadJson<'a> {

@@ -44,7 +44,8 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
     if kind != ET_DYN {
         return Err(format!("ELF type {kind} is not a shared object"));
     }
-    let (Some(ph_size), Some(ph_count), Some(sh_size), Some(sh_count)) = (header(54), header(56), header(58), header(60))
+    let (Some(ph_size), Some(ph_count), Some(sh_size), Some(sh_count)) =
+        (header(54), header(56), header(58), header(60))
     else {
         return Err("unreadable ELF header".into());
     };
@@ -53,7 +54,8 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), String> {
     }
     for index in 0..ph_count {
         let at = usize::try_from(ph_offset + index * ph_size).map_err(|e| e.to_string())?;
-        let (Some(kind), Some(offset), Some(file_size)) = (u32_at(bytes, at), u64_at(bytes, at + 8), u64_at(bytes, at + 32))
+        let (Some(kind), Some(offset), Some(file_size)) =
+            (u32_at(bytes, at), u64_at(bytes, at + 8), u64_at(bytes, at + 32))
         else {
             return Err("unreadable program header".into());
         };
