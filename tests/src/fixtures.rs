@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pfn::loader::{Loader, PluginCache};
+use pfn::{
+    loader::{Loader, PluginCache},
+    verify::Sha256Digest,
+};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -61,4 +64,9 @@ pub fn loader_in(scratch: &Path) -> Loader {
 /// A scratch directory, removed when dropped.
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("pfn-test-").tempdir().expect("temporary directory")
+}
+
+/// The sha256 of a file, to pin a fixture by digest.
+pub fn sha256_of(path: &Path) -> Sha256Digest {
+    Sha256Digest::of(&std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())))
 }

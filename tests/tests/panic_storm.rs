@@ -4,9 +4,8 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use pfn::verify::Sha256Digest;
 use pfn_tests::{
-    fixtures::{fixture, scratch},
+    fixtures::{fixture, scratch, sha256_of},
     pfn_cli::{pfn, texts},
 };
 
@@ -26,7 +25,7 @@ fn storm(dir: &Path, messages: usize) -> Storm {
     }
     std::fs::write(&input, lines).expect("input written");
     let plugin = fixture("panicky");
-    let digest = Sha256Digest::of(&std::fs::read(&plugin).expect("fixture readable")).to_string();
+    let digest = sha256_of(&plugin).to_string();
     let output_path = dir.join(format!("storm-{messages}.out"));
     let dead_letter_path = dir.join(format!("storm-{messages}.dead.jsonl"));
     let output = pfn(dir)

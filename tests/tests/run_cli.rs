@@ -1,16 +1,9 @@
 //! `pfn run` as a user runs it: lines in, results out, failures dead-lettered, counts on stderr.
 
-use std::path::Path;
-
-use pfn::verify::Sha256Digest;
 use pfn_tests::{
-    fixtures::{fixture, plugin, scratch, shape},
+    fixtures::{fixture, plugin, scratch, sha256_of, shape},
     pfn_cli::{pfn, run_with_stdin, texts},
 };
-
-fn sha256_of(path: &Path) -> String {
-    Sha256Digest::of(&std::fs::read(path).expect("library readable")).to_string()
-}
 
 fn summary_line(stderr: &str) -> &str {
     stderr.lines().find(|line| line.starts_with("pfn run: ")).unwrap_or("")
@@ -49,7 +42,16 @@ fn json_envelopes_carry_metadata_and_malformed_lines_are_dead_lettered() {
     let output_path = dir.path().join("results.txt");
     let library = shape("ctx-only");
     let output = pfn(dir.path())
-        .args(["run", "--input-format", "json", "--name", "meta", "--sha256", &sha256_of(&library), "--plugin"])
+        .args([
+            "run",
+            "--input-format",
+            "json",
+            "--name",
+            "meta",
+            "--sha256",
+            &sha256_of(&library).to_string(),
+            "--plugin",
+        ])
         .arg(&library)
         .arg("--input")
         .arg(&input)
@@ -84,7 +86,15 @@ fn user_config_reaches_the_function() {
     let library = shape("ctx-str");
     let mut command = pfn(dir.path());
     command
-        .args(["run", "--user-config", "suffix=?", "--user-config", "unused=x=y", "--sha256", &sha256_of(&library)])
+        .args([
+            "run",
+            "--user-config",
+            "suffix=?",
+            "--user-config",
+            "unused=x=y",
+            "--sha256",
+            &sha256_of(&library).to_string(),
+        ])
         .arg("--plugin")
         .arg(&library);
     let output = run_with_stdin(command, b"why\n");
@@ -111,7 +121,10 @@ fn plugin_logs_reach_the_host_log() {
     let dir = scratch();
     let library = fixture("panicky");
     let mut command = pfn(dir.path());
-    command.env("PFN_LOG", "warn").args(["run", "--sha256", &sha256_of(&library), "--plugin"]).arg(&library);
+    command
+        .env("PFN_LOG", "warn")
+        .args(["run", "--sha256", &sha256_of(&library).to_string(), "--plugin"])
+        .arg(&library);
     let output = run_with_stdin(command, b"quiet\nlog this\n");
     let (stdout, stderr) = texts(&output);
     assert!(output.status.success(), "{stderr}");
@@ -127,7 +140,7 @@ fn failing_init_is_a_clear_error() {
     let library = fixture("panicky");
     let mut command = pfn(dir.path());
     command
-        .args(["run", "--user-config", "panic_in_init=true", "--sha256", &sha256_of(&library), "--plugin"])
+        .args(["run", "--user-config", "panic_in_init=true", "--sha256", &sha256_of(&library).to_string(), "--plugin"])
         .arg(&library);
     let output = run_with_stdin(command, b"never processed\n");
     let (stdout, stderr) = texts(&output);
@@ -147,7 +160,11 @@ fn errors_and_panics_are_counted_apart() {
     let library = fixture("panicky");
     let dead = dir.path().join("dead.jsonl");
     let mut command = pfn(dir.path());
-    command.args(["run", "--sha256", &sha256_of(&library), "--plugin"]).arg(&library).arg("--dead-letter").arg(&dead);
+    command
+        .args(["run", "--sha256", &sha256_of(&library).to_string(), "--plugin"])
+        .arg(&library)
+        .arg("--dead-letter")
+        .arg(&dead);
     let output = run_with_stdin(command, b"fine\nerror one\npanic two\n");
     let (stdout, stderr) = texts(&output);
     assert!(output.status.success(), "{stderr}");

@@ -7,9 +7,8 @@ use pfn::{
     context::FunctionIdentity,
     instance::{CallErrorKind, PluginInstance, plain_record},
     loader::Pin,
-    verify::Sha256Digest,
 };
-use pfn_tests::fixtures::{loader_in, scratch, shape};
+use pfn_tests::fixtures::{loader_in, scratch, sha256_of, shape};
 
 /// What one call came to: an output, nothing, or a failure of some kind.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,8 +21,7 @@ enum Outcome {
 fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, PluginInstance) {
     let dir = scratch();
     let path = shape(name);
-    let digest = Sha256Digest::of(&std::fs::read(&path).expect("shape readable"));
-    let plugin = loader_in(dir.path()).load(&path, Pin::Digest(digest)).expect("shape loads");
+    let plugin = loader_in(dir.path()).load(&path, Pin::Digest(sha256_of(&path))).expect("shape loads");
     let identity = FunctionIdentity {
         tenant: "public".into(),
         namespace: "default".into(),

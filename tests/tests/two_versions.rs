@@ -1,8 +1,8 @@
 //! Two versions of one plugin loaded at once in one process, each answering as itself.
 
 use abi_stable::std_types::RStr;
-use pfn::{context::FunctionIdentity, instance::plain_record, loader::Pin, verify::Sha256Digest};
-use pfn_tests::fixtures::{loader_in, scratch, versioned};
+use pfn::{context::FunctionIdentity, instance::plain_record, loader::Pin};
+use pfn_tests::fixtures::{loader_in, scratch, sha256_of, versioned};
 
 #[test]
 fn two_versions_answer_side_by_side() {
@@ -10,8 +10,7 @@ fn two_versions_answer_side_by_side() {
     let loader = loader_in(dir.path());
     let load = |version: &str| {
         let path = versioned(version);
-        let digest = Sha256Digest::of(&std::fs::read(&path).expect("fixture readable"));
-        loader.load(&path, Pin::Digest(digest)).expect("versioned fixture loads")
+        loader.load(&path, Pin::Digest(sha256_of(&path))).expect("versioned fixture loads")
     };
     let (old, new) = (load("1.0.0"), load("1.2.0"));
     assert_eq!((old.info.name.as_str(), new.info.name.as_str()), ("versioned", "versioned"));

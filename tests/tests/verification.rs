@@ -11,13 +11,9 @@ use pfn::{
     verify::{Manifest, Sha256Digest, VerifyError},
 };
 use pfn_tests::{
-    fixtures::{fixture, hand_built, loader_in, plugin, scratch},
+    fixtures::{fixture, hand_built, loader_in, plugin, scratch, sha256_of},
     pfn_cli::{pfn, texts},
 };
-
-fn digest_of(path: &Path) -> Sha256Digest {
-    Sha256Digest::of(&std::fs::read(path).expect("fixture readable"))
-}
 
 /// Copies `source` into `dir` under `name`, so manifests written beside it stay in `dir`.
 fn copy_into(dir: &Path, source: &Path, name: &str) -> PathBuf {
@@ -28,7 +24,7 @@ fn copy_into(dir: &Path, source: &Path, name: &str) -> PathBuf {
 
 /// Loads `path` pinned by its own digest and returns the refusal.
 fn refusal(loader: &Loader, path: &Path) -> VerifyError {
-    loader.load(path, Pin::Digest(digest_of(path))).expect_err("the plugin must be refused")
+    loader.load(path, Pin::Digest(sha256_of(path))).expect_err("the plugin must be refused")
 }
 
 /// After a refusal the process goes on: a good plugin still loads and answers.
@@ -49,7 +45,7 @@ fn wrong_sha256_shows_both_digests() {
     let error = loader.load(&path, Pin::Digest(wrong)).expect_err("a wrong digest is refused");
     let text = error.to_string();
     assert!(matches!(error, VerifyError::DigestMismatch { .. }), "{text}");
-    assert!(text.contains(&wrong.to_string()) && text.contains(&digest_of(&path).to_string()), "{text}");
+    assert!(text.contains(&wrong.to_string()) && text.contains(&sha256_of(&path).to_string()), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert_still_serving(&loader);
 }
@@ -85,7 +81,7 @@ fn manifest_naming_another_plugin_is_refused() {
     let dir = scratch();
     let loader = loader_in(dir.path());
     let path = copy_into(dir.path(), &plugin("exclamation"), "libexclamation.so");
-    let digest = digest_of(&path).to_string();
+    let digest = sha256_of(&path).to_string();
     Manifest { name: "exclamation".into(), version: "9.9.9".into(), sha256: digest }
         .write_for(&path)
         .expect("manifest written");
@@ -227,7 +223,7 @@ fn inspect_reports_what_a_plugin_declares() {
     assert_eq!(report["version"], "1.0.0");
     assert_eq!(report["abi_version"], pfn_abi::ABI_VERSION);
     assert_eq!(report["panic_strategy"], "abort");
-    assert_eq!(report["sha256"], digest_of(&fixture("abort-build")).to_string());
+    assert_eq!(report["sha256"], sha256_of(&fixture("abort-build")).to_string());
     assert_eq!(report["accepted"], false);
 }
 
@@ -239,7 +235,7 @@ fn pin_writes_a_manifest_that_run_then_trusts() {
     assert!(pinned.status.success(), "{}", texts(&pinned).1);
     let manifest = Manifest::read_for(&path).expect("manifest readable").expect("manifest written");
     assert_eq!(manifest.name, "exclamation");
-    assert_eq!(manifest.sha256, digest_of(&path).to_string());
+    assert_eq!(manifest.sha256, sha256_of(&path).to_string());
     let loader = loader_in(dir.path());
     loader.load(&path, Pin::Manifest).expect("pinned plugin loads");
 }
