@@ -1,6 +1,7 @@
 //! pfn: a runtime for stream functions written in Rust and loaded as verified plugins.
 //!
 //! # Layout
+//! - [`config`]: function specs (TOML or JSON) and their validation.
 //! - [`verify`]: digests, the sidecar manifest, and the checks a plugin must pass.
 //! - [`loader`]: opening a plugin file from a private copy and checking its module.
 //! - [`instance`]: a live instance of a plugin's function and the call into it.
@@ -11,6 +12,7 @@
 //! - [`cli`]: the `pfn` command line.
 
 pub mod cli;
+pub mod config;
 pub mod context;
 pub mod instance;
 pub mod io;
