@@ -165,8 +165,10 @@ impl OpenedModule {
     /// Step 4: the declared ABI version, panic strategy, name and version.
     pub fn accept(self) -> Result<Plugin, VerifyError> {
         let path = &self.info.path;
-        let host_abi = semver::Version::parse(ABI_VERSION).expect("ABI_VERSION is valid semver");
-        let abi_ok = semver::Version::parse(&self.info.abi_version).is_ok_and(|abi| abi_compatible(&host_abi, &abi));
+        let abi_ok = match (semver::Version::parse(ABI_VERSION), semver::Version::parse(&self.info.abi_version)) {
+            (Ok(host), Ok(plugin)) => abi_compatible(&host, &plugin),
+            _ => false,
+        };
         if !abi_ok {
             return Err(VerifyError::AbiVersion {
                 path: path.clone(),
