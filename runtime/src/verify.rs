@@ -30,28 +30,6 @@ impl Sha256Digest {
     }
 }
 
-/// Computes a [`Sha256Digest`] of everything written to it.
-#[derive(Debug, Default)]
-pub struct Sha256Writer(Sha256);
-
-impl Sha256Writer {
-    /// The digest of what was written.
-    pub fn finish(self) -> Sha256Digest {
-        Sha256Digest(self.0.finalize().into())
-    }
-}
-
-impl std::io::Write for Sha256Writer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))

@@ -2,11 +2,11 @@
 
 use std::{
     fs,
-    io::Write,
+    io::{Read, Write},
     path::{Path, PathBuf},
 };
 
-use crate::verify::{Sha256Digest, Sha256Writer, VerifyError};
+use crate::verify::{Sha256Digest, VerifyError};
 
 /// A directory of private plugin copies, one subdirectory per sha256.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl PluginCache {
         let file_name = source.file_name().map_or_else(|| "plugin.so".into(), |name| name.to_os_string());
         let dir = self.root.join(digest.to_string());
         let copy = dir.join(file_name);
-        if digest_of_file(&copy).is_ok_and(|existing| existing == digest) {
+        if holds_exactly(&copy, bytes).unwrap_or(false) {
             return Ok(copy);
         }
         let error = |e: std::io::Error| VerifyError::PrivateCopy { path: source.into(), copy: copy.clone(), source: e };
@@ -54,11 +54,26 @@ impl PluginCache {
     }
 }
 
-/// The sha256 of a file, read in small chunks.
-fn digest_of_file(path: &Path) -> std::io::Result<Sha256Digest> {
-    let mut hasher = Sha256Writer::default();
-    std::io::copy(&mut fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher.finish())
+/// Whether the file at `path` holds exactly `bytes`, compared in small chunks (the bytes were
+/// hashed already; the file is not hashed again).
+fn holds_exactly(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let mut file = fs::File::open(path)?;
+    if file.metadata()?.len() != bytes.len() as u64 {
+        return Ok(false);
+    }
+    let mut chunk = [0; 1 << 16];
+    let mut rest = bytes;
+    loop {
+        let read = file.read(&mut chunk)?;
+        if read == 0 {
+            return Ok(rest.is_empty());
+        }
+        let Some((expected, tail)) = rest.split_at_checked(read) else { return Ok(false) };
+        if expected != &chunk[..read] {
+            return Ok(false);
+        }
+        rest = tail;
+    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -67,4 +82,28 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_copy_is_reused_only_with_the_same_bytes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let cache = PluginCache::new(dir.path());
+        let bytes = vec![7; 200_000];
+        let digest = Sha256Digest::of(&bytes);
+        let copy = cache.store(Path::new("/plugins/libx.so"), &bytes, digest).expect("stored");
+        assert!(holds_exactly(&copy, &bytes).expect("readable"));
+        let mut changed = bytes.clone();
+        changed[150_000] = 8;
+        assert!(!holds_exactly(&copy, &changed).expect("readable"));
+        assert!(!holds_exactly(&copy, &bytes[..1000]).expect("readable"));
+
+        fs::write(&copy, &changed).expect("tamper with the copy");
+        let again = cache.store(Path::new("/plugins/libx.so"), &bytes, digest).expect("stored again");
+        assert_eq!(again, copy);
+        assert_eq!(fs::read(&copy).expect("readable"), bytes, "a changed copy is replaced");
+    }
 }
