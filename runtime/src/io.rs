@@ -1,8 +1,10 @@
-//! Sources and sinks. Here: lines from a file or stdin, lines to a file or stdout, and the
-//! dead-letter file.
+//! Sources and sinks: the transport traits and the embedded transport, lines from a file or
+//! stdin, lines to a file or stdout, and the dead-letter file.
 
 pub mod dead_letter;
+pub mod embedded;
 pub mod lines;
+pub mod transport;
 
 use std::{
     fs::File,

@@ -19,4 +19,5 @@ pub mod io;
 pub mod loader;
 pub mod resources;
 pub mod run;
+pub mod sync;
 pub mod verify;

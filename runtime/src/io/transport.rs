@@ -1,0 +1,120 @@
+//! What a worker needs from a transport: subscriptions to receive from and topics to publish to.
+//!
+//! The embedded transport ([`crate::io::embedded`]) implements these in-process; a broker
+//! transport implements the same traits, so the worker's per-message loop does not change.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use serde::Serialize;
+use thiserror::Error;
+
+/// One message on a topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    pub payload: Vec<u8>,
+    /// The partition key, used by Key_Shared subscriptions.
+    pub key: Option<String>,
+    pub properties: Vec<(String, String)>,
+    /// Milliseconds since the Unix epoch, as the producer set it.
+    pub event_time_ms: Option<i64>,
+}
+
+impl Message {
+    /// A message with only a payload.
+    pub fn from_payload(payload: Vec<u8>) -> Self {
+        Self { payload, ..Self::default() }
+    }
+
+    /// The value of property `name`, if the message has it.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// The transport's handle on one delivery, used to acknowledge it.
+pub type DeliveryTag = u64;
+
+/// A message handed to one consumer, to be acknowledged or negatively acknowledged.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub tag: DeliveryTag,
+    /// The message's id on its topic.
+    pub message_id: u64,
+    pub topic: Arc<str>,
+    pub message: Arc<Message>,
+    /// How many times this message was delivered before.
+    pub redelivery_count: u32,
+    /// Why the last delivery failed, when it was negatively acknowledged.
+    pub last_failure: Option<Arc<str>>,
+}
+
+/// How a subscription hands messages to its consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionType {
+    /// Each message to one consumer, whichever is free.
+    #[default]
+    Shared,
+    /// Messages with the same key always to the same consumer.
+    KeyShared,
+    /// Every message to one active consumer; the others stand by.
+    Failover,
+}
+
+impl fmt::Display for SubscriptionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Shared => "Shared",
+            Self::KeyShared => "Key_Shared",
+            Self::Failover => "Failover",
+        })
+    }
+}
+
+/// A transport failure.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum TransportError {
+    #[error("the transport is closed")]
+    Closed,
+    #[error("subscription {subscription} on {topic} is {existing}, not {requested}")]
+    SubscriptionType { topic: String, subscription: String, existing: SubscriptionType, requested: SubscriptionType },
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+}
+
+/// One consumer on a subscription (of one or more topics).
+///
+/// Methods take `&self` so that a watchdog can take back the deliveries of a consumer whose
+/// call is stuck while the consumer's own thread is inside that call.
+pub trait Source: Send + Sync + fmt::Debug {
+    /// Appends up to `max` deliveries to `into`, waiting up to `wait` for the first one.
+    /// Returns how many were appended (0 when the wait ran out).
+    fn receive(&self, max: usize, wait: Duration, into: &mut Vec<Delivery>) -> Result<usize, TransportError>;
+    /// Acknowledges deliveries: they are done and never redelivered.
+    fn ack(&self, tags: &[DeliveryTag]);
+    /// Gives a delivery back, to be redelivered after `delay` with a higher redelivery count.
+    fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str);
+    /// Leaves the subscription: every unacknowledged delivery goes back to it for the others.
+    fn detach(&self);
+    /// Joins the subscription again after [`Source::detach`].
+    fn attach(&self);
+    /// Wakes a `receive` that is waiting, so that its caller can notice a request.
+    fn wake(&self);
+}
+
+/// Publishes messages to topics.
+pub trait Sink: Send + Sync + fmt::Debug {
+    /// Publishes `messages` to `topic`, in order, returning when the transport holds them.
+    fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError>;
+}
+
+/// A transport: where subscriptions and topics come from.
+pub trait Transport: Sink {
+    /// Joins subscription `subscription` of every topic in `topics` as a new consumer.
+    fn subscribe(
+        &self,
+        topics: &[String],
+        subscription: &str,
+        kind: SubscriptionType,
+    ) -> Result<Arc<dyn Source>, TransportError>;
+}
