@@ -1,11 +1,15 @@
 //! The `pfn` command line.
 
+mod remote;
+mod worker;
+
 use std::{collections::BTreeMap, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     context::FunctionIdentity,
+    endpoint::{default_socket, default_state_dir},
     io::lines::{InputFormat, OutputFormat},
     loader::{Loader, Pin, PluginCache},
     run::{RunOptions, run},
@@ -33,6 +37,22 @@ pub enum Command {
     /// Look at and pin plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run every function of a directory on embedded topics, reloading plugins as they change.
+    Worker(worker::WorkerArgs),
+    /// Trigger functions and look at their status in a running worker.
+    Functions {
+        #[command(flatten)]
+        worker: remote::WorkerSocket,
+        #[command(subcommand)]
+        command: remote::FunctionsCommand,
+    },
+    /// Produce to and consume from a running worker's embedded topics.
+    Topics {
+        #[command(flatten)]
+        worker: remote::WorkerSocket,
+        #[command(subcommand)]
+        command: remote::TopicsCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -101,8 +121,21 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    let state_dir = std::env::var_os("PFN_STATE_DIR").map_or_else(default_state_dir, PathBuf::from);
+    let socket = |given: Option<PathBuf>| given.unwrap_or_else(|| default_socket(&state_dir));
+    match cli.command {
+        Command::Worker(args) => {
+            let state_dir = args.state_dir.clone().unwrap_or(state_dir.clone());
+            let cache = cli.plugin_cache.unwrap_or_else(|| state_dir.join("plugin-cache"));
+            return worker::run(args, state_dir, Loader::new(PluginCache::new(cache)));
+        }
+        Command::Functions { worker, command } => return remote::functions(command, &socket(worker.socket)),
+        Command::Topics { worker, command } => return remote::topics(command, &socket(worker.socket)),
+        _ => {}
+    }
     let loader = Loader::new(PluginCache::new(cli.plugin_cache.unwrap_or_else(PluginCache::default_root)));
     match cli.command {
+        Command::Worker(_) | Command::Functions { .. } | Command::Topics { .. } => Ok(()),
         Command::Run(args) => {
             let options = RunOptions {
                 plugin: args.plugin,

@@ -182,12 +182,23 @@ impl FunctionSpec {
 
     /// `tenant/namespace/name`.
     pub fn fqfn(&self) -> String {
-        format!("{}/{}/{}", self.tenant, self.namespace, self.name)
+        crate::context::fqfn(&self.tenant, &self.namespace, &self.name)
     }
 
     /// The subscription name: the configured one, or one derived from the function's name.
     pub fn subscription(&self) -> String {
         self.subscription_name.clone().unwrap_or_else(|| format!("{}-{}-{}", self.tenant, self.namespace, self.name))
+    }
+
+    /// The subscription type, as Pulsar Functions derive it: Failover to retain ordering,
+    /// Key_Shared to retain key ordering, Shared otherwise.
+    pub fn subscription_type(&self) -> crate::io::transport::SubscriptionType {
+        use crate::io::transport::SubscriptionType;
+        match (self.retain_ordering, self.retain_key_ordering) {
+            (true, _) => SubscriptionType::Failover,
+            (false, true) => SubscriptionType::KeyShared,
+            (false, false) => SubscriptionType::Shared,
+        }
     }
 
     /// The dead-letter topic: the configured one, or `<output or name>-DLQ`.

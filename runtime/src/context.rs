@@ -32,10 +32,29 @@ pub struct FunctionIdentity {
 }
 
 impl FunctionIdentity {
+    /// The identity of instance `instance_id` of the function `spec` describes.
+    pub fn for_spec(spec: &crate::config::FunctionSpec, instance_id: u32) -> Self {
+        Self {
+            tenant: spec.tenant.clone(),
+            namespace: spec.namespace.clone(),
+            name: spec.name.clone(),
+            instance_id,
+            num_instances: spec.parallelism,
+            input_topics: spec.inputs.clone(),
+            output_topic: spec.output.clone(),
+            user_config: spec.user_config.clone(),
+        }
+    }
+
     /// `tenant/namespace/name`.
     pub fn fqfn(&self) -> String {
-        format!("{}/{}/{}", self.tenant, self.namespace, self.name)
+        fqfn(&self.tenant, &self.namespace, &self.name)
     }
+}
+
+/// The fully qualified function name, `tenant/namespace/name`.
+pub fn fqfn(tenant: &str, namespace: &str, name: &str) -> String {
+    format!("{tenant}/{namespace}/{name}")
 }
 
 /// The host state behind one instance's `HostHandle`. Its address must not change while the

@@ -8,12 +8,16 @@
 //! - [`context`]: the host side of the context vtable a plugin calls back into.
 //! - [`io`]: sources and sinks (lines from files or stdin, the dead-letter file).
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
+//! - [`worker`]: `pfn worker`, every function of a directory on embedded topics, with hot reload.
+//! - [`sync`]: locking and wake-up helpers for the worker's threads.
 //! - [`resources`]: what the process has used (peak memory).
+//! - [`endpoint`]: the worker's local Unix-socket endpoint and its client.
 //! - [`cli`]: the `pfn` command line.
 
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod endpoint;
 pub mod instance;
 pub mod io;
 pub mod loader;
@@ -21,3 +25,4 @@ pub mod resources;
 pub mod run;
 pub mod sync;
 pub mod verify;
+pub mod worker;

@@ -1,0 +1,140 @@
+//! `pfn functions` and `pfn topics`: commands that talk to a running worker's endpoint.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::{
+    endpoint::{
+        client::{Connection, ask},
+        protocol::{Request, TriggerAnswer},
+    },
+    io::{
+        lines::{InputFormat, OutputFormat},
+        transport::SubscriptionType,
+    },
+};
+
+/// Where the worker listens.
+#[derive(Debug, Args)]
+pub struct WorkerSocket {
+    /// The worker's endpoint socket (default: `worker.sock` in the state directory).
+    #[arg(long = "worker", env = "PFN_WORKER", global = true)]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FunctionsCommand {
+    /// Publish a value to a function's input and print the function's output for it.
+    Trigger {
+        /// `tenant/namespace/name`.
+        function: String,
+        #[arg(long)]
+        value: String,
+        /// How long to wait for the outcome, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
+    /// Print the status of every function, or of one (JSON).
+    Status {
+        /// `tenant/namespace/name`.
+        function: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Publish one message per stdin line.
+    Produce {
+        topic: String,
+        #[arg(long, value_enum, default_value_t)]
+        input_format: InputFormat,
+    },
+    /// Print messages of a subscription, acknowledging each once printed.
+    Consume {
+        topic: String,
+        #[arg(long, short = 's', default_value = "pfn-cli")]
+        subscription: String,
+        #[arg(long, value_enum, default_value_t)]
+        subscription_type: SubscriptionType,
+        /// Stop after this many messages.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// Stop when no message came for this many milliseconds.
+        #[arg(long)]
+        idle_timeout_ms: Option<u64>,
+        #[arg(long, value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+    /// Create a subscription, so that it keeps every message published from now on.
+    CreateSubscription {
+        topic: String,
+        #[arg(long, short = 's')]
+        subscription: String,
+        #[arg(long, value_enum, default_value_t)]
+        subscription_type: SubscriptionType,
+    },
+    /// Print a topic's counts (JSON).
+    Stats { topic: String },
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn functions(command: FunctionsCommand, socket: &Path) -> anyhow::Result<()> {
+    match command {
+        FunctionsCommand::Trigger { function, value, timeout_ms } => {
+            let header = ask(socket, &Request::Trigger { function: function.clone(), value, timeout_ms })?;
+            match header.trigger {
+                Some(TriggerAnswer::Output { value }) => println!("{value}"),
+                Some(TriggerAnswer::Filtered) => eprintln!("{function}: no output (the function returned nothing)"),
+                Some(TriggerAnswer::DeadLettered { reason, error }) => {
+                    anyhow::bail!("{function}: message dead-lettered ({reason}): {error}")
+                }
+                None => anyhow::bail!("the worker's answer has no outcome"),
+            }
+            Ok(())
+        }
+        FunctionsCommand::Status { function } => {
+            let header = ask(socket, &Request::Status { function })?;
+            print_json(&serde_json::json!({
+                "functions": header.functions.unwrap_or_default(),
+                "spec_errors": header.spec_errors.unwrap_or_default(),
+            }))
+        }
+    }
+}
+
+pub fn topics(command: TopicsCommand, socket: &Path) -> anyhow::Result<()> {
+    match command {
+        TopicsCommand::Produce { topic, input_format } => {
+            let mut connection =
+                Connection::open(socket, &Request::Produce { topic: topic.clone(), format: input_format })?;
+            connection.send_all(&mut std::io::stdin().lock())?;
+            let header = connection.header()?;
+            eprintln!("produced {} messages to {topic}", header.produced.unwrap_or(0));
+            Ok(())
+        }
+        TopicsCommand::Consume { topic, subscription, subscription_type, count, idle_timeout_ms, output_format } => {
+            let request = Request::Consume {
+                topic,
+                subscription,
+                subscription_type,
+                count,
+                idle_timeout_ms,
+                format: output_format,
+            };
+            let mut connection = Connection::open(socket, &request)?;
+            connection.header()?;
+            connection.copy_lines(&mut std::io::stdout().lock())?;
+            Ok(())
+        }
+        TopicsCommand::CreateSubscription { topic, subscription, subscription_type } => {
+            ask(socket, &Request::CreateSubscription { topic, subscription, subscription_type })?;
+            Ok(())
+        }
+        TopicsCommand::Stats { topic } => print_json(&ask(socket, &Request::TopicStats { topic })?.topic),
+    }
+}

@@ -1,0 +1,121 @@
+//! `pfn worker`: the worker, its local endpoint, and SIGINT/SIGTERM handling.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::Args;
+use signal_hook::{
+    consts::signal::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
+
+use crate::{
+    endpoint::{default_socket, server::Endpoint},
+    io::embedded::EmbeddedBroker,
+    loader::Loader,
+    worker::{Backoff, Worker, WorkerOptions},
+};
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The directory of plugin files (each pinned by its `.pfn.toml` manifest), watched for new versions.
+    #[arg(long, env = "PFN_PLUGINS_DIR")]
+    pub plugins_dir: PathBuf,
+    /// The directory of function specs (`.toml` or `.json`).
+    #[arg(long, env = "PFN_FUNCTIONS_DIR")]
+    pub functions: PathBuf,
+    /// Where the worker keeps its socket and plugin copies.
+    #[arg(long, env = "PFN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The local endpoint's Unix socket (default: `worker.sock` in the state directory).
+    #[arg(long, env = "PFN_WORKER")]
+    pub socket: Option<PathBuf>,
+    /// Roll a new plugin version back when it fails this many messages the old one processes (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub rollback_after: u32,
+    /// How often the plugins directory is scanned, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub watch_interval_ms: u64,
+    /// How long a shutdown waits for in-flight work, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub grace_period_ms: u64,
+    /// The first redelivery delay after a failure, in milliseconds; it doubles per failure.
+    #[arg(long, default_value_t = 100)]
+    pub nack_backoff_ms: u64,
+    /// The longest redelivery delay, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_nack_backoff_ms: u64,
+}
+
+/// Runs a worker until SIGINT or SIGTERM, then drains and returns.
+pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let grace_period = Duration::from_millis(args.grace_period_ms);
+    let options = WorkerOptions {
+        plugins_dir: args.plugins_dir,
+        functions_dir: args.functions,
+        rollback_after: args.rollback_after,
+        watch_interval: Duration::from_millis(args.watch_interval_ms.max(1)),
+        grace_period,
+        nack_backoff: Backoff {
+            base: Duration::from_millis(args.nack_backoff_ms),
+            max: Duration::from_millis(args.max_nack_backoff_ms.max(args.nack_backoff_ms)),
+        },
+    };
+    let worker = Worker::new(options, loader, EmbeddedBroker::new())?;
+    let handle = worker.handle();
+    let socket = args.socket.unwrap_or_else(|| default_socket(&state_dir));
+    let endpoint = Endpoint::start(&socket, handle.clone())?;
+
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let signals_handle = signals.handle();
+    let on_signal = Arc::new(handle.clone());
+    let signal_thread = std::thread::Builder::new().name("pfn-signals".into()).spawn(move || {
+        let mut received = 0;
+        for signal in signals.forever() {
+            received += 1;
+            if received > 1 {
+                tracing::warn!(signal, "second signal: exiting without draining");
+                std::process::exit(130);
+            }
+            tracing::info!(signal, "signal received: draining");
+            on_signal.shutdown();
+        }
+    })?;
+
+    let stopping_since = Instant::now();
+    let summary = worker.run();
+    let open_sessions = endpoint.stop(stopping_since.max(Instant::now()) + grace_period);
+    signals_handle.close();
+    let _ = signal_thread.join();
+    for function in &summary.functions {
+        let total = |pick: fn(&crate::worker::stats::InstanceStatus) -> u64| -> u64 {
+            function.instances.iter().map(pick).sum()
+        };
+        eprintln!(
+            "pfn worker: {}: {} received, {} acked, {} outputs, {} filtered, {} dead-lettered, {} user exceptions, {} timeouts, {} reloads",
+            function.fqfn,
+            total(|i| i.received_total),
+            total(|i| i.acked_total),
+            total(|i| i.outputs_total),
+            total(|i| i.filtered_total),
+            total(|i| i.dead_lettered_total),
+            total(|i| i.user_exceptions_total),
+            total(|i| i.timeouts_total),
+            function.reloads.len(),
+        );
+    }
+    if open_sessions > 0 {
+        tracing::warn!(open_sessions, "endpoint sessions still open at exit");
+    }
+    if !summary.stuck.is_empty() {
+        let stuck: Vec<String> = summary.stuck.iter().map(|(fqfn, id)| format!("{fqfn} instance {id}")).collect();
+        anyhow::bail!("still in a plugin call after the grace period: {}", stuck.join(", "));
+    }
+    Ok(())
+}

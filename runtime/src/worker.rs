@@ -1,0 +1,313 @@
+//! `pfn worker`: runs every function spec of a directory on the embedded transport, watches the
+//! plugins directory, and swaps in higher plugin versions while the functions run.
+//!
+//! One thread per function instance runs the per-message loop ([`instance_loop`]); this
+//! module's coordinator thread starts functions, scans the plugins directory, and handles
+//! rollbacks and shutdown. Status and triggers are served through a [`WorkerHandle`].
+
+mod control;
+mod function;
+mod instance_loop;
+mod outcomes;
+mod plugins_dir;
+mod reload;
+pub mod stats;
+mod watchdog;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use thiserror::Error;
+
+use self::{function::FunctionRunner, plugins_dir::PluginsDir, stats::FunctionStatus, watchdog::Watched};
+pub use self::{
+    function::{FunctionShared, StartError},
+    instance_loop::Backoff,
+    outcomes::{Outcome, Outcomes},
+};
+use crate::{
+    config::{FunctionSpec, SpecError},
+    io::{
+        embedded::EmbeddedBroker,
+        transport::{Message, TransportError},
+    },
+    loader::Loader,
+    verify::Sha256Digest,
+};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub plugins_dir: PathBuf,
+    pub functions_dir: PathBuf,
+    /// Keep the old version beside a new one and roll back when the new one fails this many
+    /// messages that the old one processes (0: off).
+    pub rollback_after: u32,
+    /// How often the plugins directory is scanned.
+    pub watch_interval: Duration,
+    /// How long a shutdown waits for instances to finish the batch in hand.
+    pub grace_period: Duration,
+    pub nack_backoff: Backoff,
+}
+
+/// Something the coordinator must act on.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// Stop: drain and return.
+    Shutdown,
+    /// An instance on probation went back to the old version.
+    RolledBack { function: usize, instance: u32, from: String, to: String, reason: String },
+}
+
+/// Why a worker could not start.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error("cannot read the {what} directory {path}: {source}")]
+    Directory { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// Why a trigger gave no outcome.
+#[derive(Debug, Error)]
+pub enum TriggerError {
+    #[error("no function {0} in this worker")]
+    NoSuchFunction(String),
+    #[error("function {fqfn} is not running ({state})")]
+    NotRunning { fqfn: String, state: String },
+    #[error("cannot publish to {topic}: {source}")]
+    Publish { topic: String, source: TransportError },
+    #[error("no outcome from {fqfn} within {waited:?}")]
+    TimedOut { fqfn: String, waited: Duration },
+}
+
+/// The parts of a running worker that other threads use.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    pub broker: Arc<EmbeddedBroker>,
+    pub outcomes: Arc<Outcomes>,
+    functions: Arc<Vec<Arc<FunctionShared>>>,
+    spec_errors: Arc<Vec<String>>,
+    events: mpsc::Sender<WorkerEvent>,
+}
+
+impl WorkerHandle {
+    /// Asks the worker to drain and stop.
+    pub fn shutdown(&self) {
+        // The coordinator is gone only when it has stopped already.
+        let _ = self.events.send(WorkerEvent::Shutdown);
+    }
+
+    /// The status of every function, or of the one named.
+    pub fn status(&self, fqfn: Option<&str>) -> Result<Vec<FunctionStatus>, TriggerError> {
+        match fqfn {
+            None => Ok(self.functions.iter().map(|function| function.status()).collect()),
+            Some(fqfn) => Ok(vec![self.function(fqfn)?.status()]),
+        }
+    }
+
+    /// Spec files that were refused, each with why.
+    pub fn spec_errors(&self) -> &[String] {
+        &self.spec_errors
+    }
+
+    fn function(&self, fqfn: &str) -> Result<&Arc<FunctionShared>, TriggerError> {
+        self.functions
+            .iter()
+            .find(|function| function.fqfn == fqfn)
+            .ok_or_else(|| TriggerError::NoSuchFunction(fqfn.to_owned()))
+    }
+
+    /// Publishes `value` to the function's first input and waits for what becomes of it.
+    pub fn trigger(&self, fqfn: &str, value: Vec<u8>, wait: Duration) -> Result<Outcome, TriggerError> {
+        let function = self.function(fqfn)?;
+        let status = function.status();
+        if status.state != "running" {
+            return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state: status.state });
+        }
+        let topic = function.spec.inputs.first().cloned().unwrap_or_default();
+        let message = Arc::new(Message::from_payload(value));
+        let outcome = self.outcomes.watch(&message);
+        if let Err(source) = self.broker.publish_shared(&topic, &[Arc::clone(&message)]) {
+            self.outcomes.forget(&message);
+            return Err(TriggerError::Publish { topic, source });
+        }
+        outcome.recv_timeout(wait).map_err(|_| {
+            self.outcomes.forget(&message);
+            TriggerError::TimedOut { fqfn: fqfn.to_owned(), waited: wait }
+        })
+    }
+}
+
+/// What a worker left behind when it stopped.
+#[derive(Debug)]
+pub struct WorkerSummary {
+    pub functions: Vec<FunctionStatus>,
+    /// Instances that were still in a call when the grace period ran out.
+    pub stuck: Vec<(String, u32)>,
+}
+
+/// A worker, ready to run.
+#[derive(Debug)]
+pub struct Worker {
+    options: WorkerOptions,
+    loader: Loader,
+    handle: WorkerHandle,
+    events: mpsc::Receiver<WorkerEvent>,
+    runners: Vec<Option<FunctionRunner>>,
+    plugins: PluginsDir,
+    /// Digests that function specs pin, which make a file without a manifest acceptable.
+    spec_digests: Vec<Sha256Digest>,
+    watched: Arc<Mutex<Vec<Watched>>>,
+    stop_watchdog: Arc<AtomicBool>,
+    wiring: function::Wiring,
+}
+
+impl Worker {
+    /// Reads the function specs; a spec that does not validate is logged and left out.
+    pub fn new(options: WorkerOptions, loader: Loader, broker: Arc<EmbeddedBroker>) -> Result<Self, WorkerError> {
+        let (specs, spec_errors) = read_specs(&options.functions_dir)?;
+        std::fs::read_dir(&options.plugins_dir).map_err(|source| WorkerError::Directory {
+            what: "plugins",
+            path: options.plugins_dir.clone(),
+            source,
+        })?;
+        let spec_digests =
+            specs.iter().filter_map(|spec| spec.plugin_sha256.as_deref()).filter_map(|d| Sha256Digest::parse(d).ok());
+        let spec_digests = spec_digests.collect();
+        let functions: Vec<Arc<FunctionShared>> =
+            specs.into_iter().map(|spec| Arc::new(FunctionShared::new(spec))).collect();
+        let (sender, events) = mpsc::channel();
+        let outcomes = Arc::new(Outcomes::default());
+        let wiring = function::Wiring {
+            transport: Arc::new(Arc::clone(&broker)),
+            sink: Arc::new(Arc::clone(&broker)),
+            outcomes: Arc::clone(&outcomes),
+            events: sender.clone(),
+            backoff: options.nack_backoff,
+        };
+        let handle = WorkerHandle {
+            broker,
+            outcomes,
+            functions: Arc::new(functions),
+            spec_errors: Arc::new(spec_errors),
+            events: sender,
+        };
+        Ok(Self {
+            plugins: PluginsDir::new(options.plugins_dir.clone()),
+            runners: handle.functions.iter().map(|_| None).collect(),
+            options,
+            loader,
+            handle,
+            events,
+            spec_digests,
+            watched: Arc::new(Mutex::new(Vec::new())),
+            stop_watchdog: Arc::new(AtomicBool::new(false)),
+            wiring,
+        })
+    }
+
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    /// Starts the functions, then watches and reloads until shut down; drains and returns.
+    pub fn run(mut self) -> WorkerSummary {
+        let shortest = self.handle.functions.iter().filter_map(|f| f.spec.timeout_ms).min();
+        let watchdog = shortest.and_then(|ms| {
+            let tick = watchdog::tick_for(Duration::from_millis(ms));
+            watchdog::spawn(Arc::clone(&self.watched), tick, Arc::clone(&self.stop_watchdog))
+        });
+        self.start_path_plugins();
+        self.scan();
+        loop {
+            match self.events.recv_timeout(self.options.watch_interval) {
+                Ok(WorkerEvent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(WorkerEvent::RolledBack { function, instance, from, to, reason }) => {
+                    self.rolled_back(function, instance, &from, &to, &reason);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => self.scan(),
+            }
+        }
+        let summary = self.drain();
+        self.stop_watchdog.store(true, Ordering::Release);
+        if let Some(watchdog) = watchdog
+            && watchdog.join().is_err()
+        {
+            tracing::error!("the timeout watchdog panicked");
+        }
+        summary
+    }
+
+    fn scan(&mut self) {
+        match self.plugins.scan() {
+            Ok(settled) if settled.is_empty() => {}
+            Ok(settled) => self.consider(&settled),
+            Err(error) => {
+                tracing::error!(dir = %self.options.plugins_dir.display(), %error, "cannot scan the plugins directory");
+            }
+        }
+    }
+
+    /// Stops every instance after its batch in hand, waits up to the grace period, and closes
+    /// the topics.
+    fn drain(&mut self) -> WorkerSummary {
+        tracing::info!(grace_period = ?self.options.grace_period, "shutting down: draining in-flight work");
+        let deadline = Instant::now() + self.options.grace_period;
+        for runner in self.runners.iter().flatten() {
+            runner.request_stop();
+        }
+        let mut stuck = Vec::new();
+        for runner in self.runners.iter_mut().filter_map(Option::take) {
+            let fqfn = runner.shared.fqfn.clone();
+            stuck.extend(runner.join(deadline).into_iter().map(|id| (fqfn.clone(), id)));
+        }
+        self.handle.broker.close();
+        WorkerSummary { functions: self.handle.status(None).unwrap_or_default(), stuck }
+    }
+}
+
+/// Reads every `.toml`, `.json`, `.yaml` or `.yml` file of `dir` as a function spec. Returns the
+/// valid specs and, for each refused file, why.
+fn read_specs(dir: &Path) -> Result<(Vec<FunctionSpec>, Vec<String>), WorkerError> {
+    let directory_error = |source| WorkerError::Directory { what: "functions", path: dir.into(), source };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(directory_error)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("toml" | "json" | "yaml" | "yml")))
+        .collect();
+    paths.sort();
+    let mut specs: Vec<FunctionSpec> = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match FunctionSpec::from_file(&path) {
+            Ok(spec) if specs.iter().any(|other| other.fqfn() == spec.fqfn()) => {
+                errors.push(format!("{}: function {} is defined twice", path.display(), spec.fqfn()));
+            }
+            Ok(mut spec) => {
+                if is_path(&spec.plugin) && Path::new(&spec.plugin).is_relative() {
+                    spec.plugin = dir.join(&spec.plugin).display().to_string();
+                }
+                specs.push(spec);
+            }
+            Err(SpecError::Format { path }) => {
+                errors.push(format!("{path}: YAML specs are not supported; use TOML or JSON"))
+            }
+            Err(error) => errors.push(error.to_string()),
+        }
+    }
+    for error in &errors {
+        tracing::error!(%error, "function spec refused; the other functions run");
+    }
+    Ok((specs, errors))
+}
+
+/// Whether a spec's `plugin` is a path rather than a declared name.
+fn is_path(plugin: &str) -> bool {
+    plugin.contains('/') || plugin.ends_with(&format!(".{}", std::env::consts::DLL_EXTENSION))
+}

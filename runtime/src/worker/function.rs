@@ -1,0 +1,259 @@
+//! One function in the worker: its instances' threads, the plugin they run, and swapping it.
+
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use super::{
+    WorkerEvent,
+    control::{InstanceControl, Swap},
+    instance_loop::{Backoff, InstanceLoop, LoopSettings},
+    outcomes::Outcomes,
+    stats::{FunctionStatus, Refusal, Reload},
+    watchdog::Watched,
+};
+use crate::{
+    config::FunctionSpec,
+    context::FunctionIdentity,
+    instance::{InitError, PluginInstance},
+    io::transport::{Sink, Transport, TransportError},
+    loader::Plugin,
+    sync::lock,
+};
+
+/// What a function shares with status requests.
+#[derive(Debug)]
+pub struct FunctionShared {
+    pub spec: FunctionSpec,
+    pub fqfn: String,
+    state: Mutex<String>,
+    version: Mutex<Option<String>>,
+    instances: Mutex<Vec<Arc<InstanceControl>>>,
+    reloads: Mutex<Vec<Reload>>,
+    refusals: Mutex<Vec<Refusal>>,
+}
+
+impl FunctionShared {
+    pub fn new(spec: FunctionSpec) -> Self {
+        Self {
+            fqfn: spec.fqfn(),
+            spec,
+            state: Mutex::new("waiting for plugin".into()),
+            version: Mutex::new(None),
+            instances: Mutex::new(Vec::new()),
+            reloads: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn set_state(&self, state: impl Into<String>) {
+        *lock(&self.state) = state.into();
+    }
+
+    /// Records a refused plugin file, logs it, and counts it.
+    pub fn refuse(&self, refusal: Refusal) {
+        tracing::warn!(
+            fqfn = %self.fqfn,
+            file = %refusal.file,
+            version = refusal.version.as_deref().unwrap_or("unknown"),
+            reason = %refusal.reason,
+            "plugin refused; the running version keeps running"
+        );
+        lock(&self.refusals).push(refusal);
+    }
+
+    pub fn record_reload(&self, reload: Reload) {
+        lock(&self.reloads).push(reload);
+    }
+
+    /// Marks the last reload from `from` to `to` as rolled back.
+    pub fn record_rollback(&self, from: &str, reason: &str) {
+        if let Some(reload) = lock(&self.reloads).iter_mut().rev().find(|reload| reload.to == from) {
+            reload.rolled_back = Some(reason.to_owned());
+        }
+    }
+
+    pub fn status(&self) -> FunctionStatus {
+        FunctionStatus {
+            fqfn: self.fqfn.clone(),
+            plugin: self.spec.plugin.clone(),
+            state: lock(&self.state).clone(),
+            version: lock(&self.version).clone(),
+            inputs: self.spec.inputs.clone(),
+            output: self.spec.output.clone(),
+            instances: lock(&self.instances).iter().map(|control| control.stats.snapshot(control.id)).collect(),
+            reloads: lock(&self.reloads).clone(),
+            refusals: lock(&self.refusals).clone(),
+        }
+    }
+}
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error("function {fqfn}: cannot subscribe: {source}")]
+    Subscribe { fqfn: String, source: TransportError },
+    #[error("function {fqfn}: {reason}")]
+    Unsupported { fqfn: String, reason: String },
+    #[error("function {fqfn}: cannot start instance thread: {source}")]
+    Thread { fqfn: String, source: std::io::Error },
+}
+
+/// What every function's instances are wired to.
+#[derive(Debug, Clone)]
+pub(super) struct Wiring {
+    pub transport: Arc<dyn Transport>,
+    pub sink: Arc<dyn Sink>,
+    pub outcomes: Arc<Outcomes>,
+    pub events: mpsc::Sender<WorkerEvent>,
+    pub backoff: Backoff,
+}
+
+/// A running function.
+#[derive(Debug)]
+pub(super) struct FunctionRunner {
+    pub shared: Arc<FunctionShared>,
+    pub plugin: Plugin,
+    /// The version before the last upgrade, kept for a rollback.
+    pub previous: Option<Plugin>,
+    controls: Vec<Arc<InstanceControl>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Creates one instance of `plugin` per instance id of the function.
+fn instantiate_all(spec: &FunctionSpec, plugin: &Plugin) -> Result<Vec<PluginInstance>, InitError> {
+    (0..spec.parallelism).map(|id| plugin.instantiate(FunctionIdentity::for_spec(spec, id))).collect()
+}
+
+impl FunctionRunner {
+    /// Initialises every instance, then subscribes each one and starts its thread.
+    pub fn start(
+        shared: Arc<FunctionShared>,
+        plugin: Plugin,
+        index: usize,
+        wiring: &Wiring,
+    ) -> Result<(Self, Vec<Watched>), StartError> {
+        let spec = &shared.spec;
+        let fqfn = shared.fqfn.clone();
+        if spec.topics_pattern.is_some() {
+            return Err(StartError::Unsupported {
+                fqfn,
+                reason: "topics_pattern needs the Pulsar transport; the embedded one takes `inputs`".into(),
+            });
+        }
+        let instances = instantiate_all(spec, &plugin)?;
+        let settings = Arc::new(LoopSettings {
+            fqfn: fqfn.clone(),
+            function: index,
+            output: spec.output.clone(),
+            dead_letter_topic: spec.dead_letter(),
+            max_message_retries: spec.max_message_retries,
+            guarantees: spec.processing_guarantees,
+            timeouts: spec.timeout_ms.is_some(),
+            nack_backoff: wiring.backoff,
+        });
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
+        let mut watched = Vec::new();
+        for (id, instance) in (0..).zip(instances) {
+            let source = wiring
+                .transport
+                .subscribe(&spec.inputs, &spec.subscription(), spec.subscription_type())
+                .map_err(|source| StartError::Subscribe { fqfn: fqfn.clone(), source })?;
+            let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version));
+            if let Some(timeout_ms) = spec.timeout_ms {
+                let timeout = Duration::from_millis(timeout_ms);
+                watched.push(Watched::new(fqfn.clone(), timeout, wiring.backoff, Arc::clone(&control)));
+            }
+            let instance_loop = InstanceLoop::new(
+                Arc::clone(&control),
+                instance,
+                Arc::clone(&settings),
+                Arc::clone(&wiring.sink),
+                Arc::clone(&wiring.outcomes),
+                wiring.events.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("pfn-{}-{id}", spec.name))
+                .spawn(move || instance_loop.run())
+                .map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
+            controls.push(control);
+            threads.push(thread);
+        }
+        *lock(&shared.instances) = controls.clone();
+        *lock(&shared.version) = Some(plugin.info.version.clone());
+        shared.set_state("running");
+        tracing::info!(fqfn = %shared.fqfn, version = %plugin.info.version, instances = controls.len(), "function started");
+        Ok((Self { shared, plugin, previous: None, controls, threads }, watched))
+    }
+
+    /// Initialises an instance of `plugin` per instance, then leaves each one to be switched
+    /// to at its instance's next message boundary. Nothing changes if any init fails.
+    pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
+        let instances = instantiate_all(&self.shared.spec, &plugin)?;
+        for (control, instance) in self.controls.iter().zip(instances) {
+            // A swap the instance had not taken yet is superseded by this one.
+            drop(control.offer_swap(Swap { instance, probation }));
+        }
+        *lock(&self.shared.version) = Some(plugin.info.version.clone());
+        self.previous = Some(std::mem::replace(&mut self.plugin, plugin));
+        Ok(())
+    }
+
+    /// Puts every instance back on the previous version after instance `reporter` rolled
+    /// itself back from `from`. Returns false when `from` is not the running version (the
+    /// rollback was already done for another instance's report).
+    pub fn roll_back(&mut self, reporter: u32, from: &str) -> bool {
+        if self.plugin.info.version != from {
+            return false;
+        }
+        let Some(previous) = self.previous.take() else { return false };
+        for control in &self.controls {
+            if control.id == reporter || control.withdraw_swap().is_some() {
+                continue;
+            }
+            if *lock(&control.stats.version) != from {
+                continue;
+            }
+            match previous.instantiate(FunctionIdentity::for_spec(&self.shared.spec, control.id)) {
+                Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
+                Err(error) => {
+                    tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")
+                }
+            }
+        }
+        *lock(&self.shared.version) = Some(previous.info.version.clone());
+        self.plugin = previous;
+        true
+    }
+
+    /// Asks every instance to stop after its batch in hand.
+    pub fn request_stop(&self) {
+        for control in &self.controls {
+            control.request_stop();
+        }
+    }
+
+    /// Waits for the instances to stop, until `deadline`. Returns the ids still running.
+    pub fn join(self, deadline: Instant) -> Vec<u32> {
+        let mut stuck = Vec::new();
+        for (control, thread) in self.controls.iter().zip(self.threads) {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                if thread.join().is_err() {
+                    tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, "instance thread panicked");
+                }
+            } else {
+                stuck.push(control.id);
+            }
+        }
+        self.shared.set_state(if stuck.is_empty() { "stopped" } else { "stopping" });
+        stuck
+    }
+}

@@ -1,0 +1,395 @@
+//! The per-instance loop: receive a batch, call the plugin on each message, then publish the
+//! outputs and dead letters and acknowledge the inputs, all at once.
+//!
+//! A pending hot swap is taken between two messages, so each message is processed by exactly
+//! one version and the instance's order is kept. A call stuck past `timeout_ms` has its batch
+//! taken back by the watchdog (see [`super::watchdog`]); its results are then discarded.
+
+use std::{
+    sync::{Arc, atomic::Ordering, mpsc},
+    time::Duration,
+};
+
+use abi_stable::std_types::{RSlice, RStr};
+use pfn_abi::ffi::{FfiRecord, Property};
+
+use super::{
+    WorkerEvent,
+    control::{InstanceControl, Swap},
+    outcomes::{Outcome, Outcomes},
+    stats::BatchCounts,
+};
+use crate::{
+    config::ProcessingGuarantees,
+    instance::{CallError, PluginInstance},
+    io::transport::{Delivery, DeliveryTag, Message, Sink, TransportError},
+    sync::lock,
+};
+
+/// Most deliveries taken per receive.
+const BATCH: usize = 512;
+/// How long a receive waits before the loop looks at its stop flag again.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+/// The fixed settings every instance of a function shares.
+#[derive(Debug)]
+pub(super) struct LoopSettings {
+    pub fqfn: String,
+    pub function: usize,
+    pub output: Option<String>,
+    pub dead_letter_topic: String,
+    pub max_message_retries: u32,
+    pub guarantees: ProcessingGuarantees,
+    pub timeouts: bool,
+    pub nack_backoff: Backoff,
+}
+
+/// Redelivery delay after the `n`th failure: `base * 2^n`, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub fn after(&self, failures: u32) -> Duration {
+        self.base.saturating_mul(1 << failures.min(16)).min(self.max)
+    }
+}
+
+/// The old version kept beside a new one until the new one proves itself.
+#[derive(Debug)]
+struct Probation {
+    old: PluginInstance,
+    /// Roll back after this many messages that the new version failed and the old did not.
+    threshold: u32,
+    regressions: u32,
+}
+
+/// One instance's thread state.
+#[derive(Debug)]
+pub(super) struct InstanceLoop {
+    pub control: Arc<InstanceControl>,
+    pub instance: PluginInstance,
+    pub settings: Arc<LoopSettings>,
+    pub sink: Arc<dyn Sink>,
+    pub outcomes: Arc<Outcomes>,
+    pub events: mpsc::Sender<WorkerEvent>,
+    probation: Option<Probation>,
+    batch: Vec<Delivery>,
+    outputs: Vec<Message>,
+    dead_letters: Vec<Message>,
+    acks: Vec<DeliveryTag>,
+    nacks: Vec<(DeliveryTag, u32, String)>,
+    reports: Vec<(Arc<Message>, Outcome)>,
+    counts: BatchCounts,
+}
+
+/// What one message came to.
+enum Settled {
+    Output(Vec<u8>),
+    Filtered,
+    Failed(CallError),
+}
+
+impl InstanceLoop {
+    pub fn new(
+        control: Arc<InstanceControl>,
+        instance: PluginInstance,
+        settings: Arc<LoopSettings>,
+        sink: Arc<dyn Sink>,
+        outcomes: Arc<Outcomes>,
+        events: mpsc::Sender<WorkerEvent>,
+    ) -> Self {
+        Self {
+            control,
+            instance,
+            settings,
+            sink,
+            outcomes,
+            events,
+            probation: None,
+            batch: Vec::with_capacity(BATCH),
+            outputs: Vec::with_capacity(BATCH),
+            dead_letters: Vec::new(),
+            acks: Vec::with_capacity(BATCH),
+            nacks: Vec::new(),
+            reports: Vec::new(),
+            counts: BatchCounts::default(),
+        }
+    }
+
+    /// Runs until asked to stop (finishing the batch in hand) or until the transport closes.
+    pub fn run(mut self) {
+        let span = tracing::error_span!("function", fqfn = %self.settings.fqfn, instance = self.control.id);
+        let _entered = span.enter();
+        while !self.control.stop.load(Ordering::Acquire) {
+            self.batch.clear();
+            match self.control.source.receive(BATCH, IDLE_WAIT, &mut self.batch) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(TransportError::Closed) => break,
+                Err(error) => {
+                    tracing::error!(%error, "receive failed");
+                    std::thread::sleep(IDLE_WAIT);
+                    continue;
+                }
+            }
+            self.process_batch();
+            self.commit();
+        }
+        self.take_swap();
+        if let Err(error) = self.instance.close() {
+            tracing::warn!(%error, "plugin close failed");
+        }
+    }
+
+    fn process_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
+            let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
+            self.control.source.ack(&tags);
+        }
+        let mut ids = itoa::Buffer::new();
+        for delivery in &batch {
+            if self.control.swap_ready.load(Ordering::Acquire) {
+                self.take_swap();
+            }
+            self.counts.received += 1;
+            if delivery.redelivery_count > self.settings.max_message_retries {
+                let reason = delivery.last_failure.as_deref().unwrap_or("error: retries exhausted");
+                let (kind, error) = reason.split_once(": ").unwrap_or(("error", reason));
+                self.dead_letter(delivery, kind, error);
+                continue;
+            }
+            let settled = self.call(delivery, ids.format(delivery.message_id));
+            if self.control.revoked.load(Ordering::Acquire) {
+                // The watchdog took this batch back while the call ran: stop here.
+                break;
+            }
+            self.settle(delivery, settled);
+        }
+        self.batch = batch;
+    }
+
+    /// Calls the running version (and, on probation, the old one when the new one fails).
+    fn call(&mut self, delivery: &Delivery, message_id: &str) -> Settled {
+        let message = &delivery.message;
+        let properties: Vec<Property<'_>> = message
+            .properties
+            .iter()
+            .map(|(key, value)| Property { key: RStr::from_str(key), value: RStr::from_str(value) })
+            .collect();
+        let record = FfiRecord {
+            payload: RSlice::from_slice(&message.payload),
+            key: message.key.as_deref().map(RStr::from_str).into(),
+            properties: RSlice::from_slice(&properties),
+            event_time_ms: message.event_time_ms.into(),
+            topic: RStr::from_str(&delivery.topic),
+            message_id: RStr::from_str(message_id),
+            redelivery_count: delivery.redelivery_count,
+        };
+        if self.settings.timeouts {
+            self.control.watch.enter(delivery);
+        }
+        let settled = settle(self.instance.process(&record));
+        let settled = match (settled, self.probation.as_mut()) {
+            (Settled::Failed(error), Some(probation)) => match settle(probation.old.process(&record)) {
+                Settled::Failed(_) => Settled::Failed(error),
+                old_result => {
+                    probation.regressions += 1;
+                    if probation.regressions >= probation.threshold {
+                        self.roll_back(&error);
+                    }
+                    old_result
+                }
+            },
+            (settled, Some(_)) => {
+                self.end_probation();
+                settled
+            }
+            (settled, None) => settled,
+        };
+        if self.settings.timeouts {
+            self.control.watch.leave();
+        }
+        settled
+    }
+
+    fn settle(&mut self, delivery: &Delivery, settled: Settled) {
+        let report = self.outcomes.anyone_waiting();
+        match settled {
+            Settled::Output(payload) => {
+                self.counts.processed_successfully += 1;
+                self.counts.outputs += 1;
+                if report {
+                    self.reports.push((Arc::clone(&delivery.message), Outcome::Output(payload.clone())));
+                }
+                if self.settings.output.is_some() {
+                    let input = &delivery.message;
+                    self.outputs.push(Message {
+                        payload,
+                        key: input.key.clone(),
+                        properties: input.properties.clone(),
+                        event_time_ms: input.event_time_ms,
+                    });
+                }
+                self.acks.push(delivery.tag);
+            }
+            Settled::Filtered => {
+                self.counts.processed_successfully += 1;
+                self.counts.filtered += 1;
+                if report {
+                    self.reports.push((Arc::clone(&delivery.message), Outcome::Filtered));
+                }
+                self.acks.push(delivery.tag);
+            }
+            Settled::Failed(error) => {
+                self.counts.user_exceptions += 1;
+                tracing::debug!(message_id = delivery.message_id, %error, "call failed");
+                if delivery.redelivery_count >= self.settings.max_message_retries {
+                    self.dead_letter(delivery, error.kind.as_str(), &error.message);
+                } else {
+                    self.nacks.push((delivery.tag, delivery.redelivery_count, error.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Queues the input for the dead-letter topic, with why, and acknowledges it.
+    fn dead_letter(&mut self, delivery: &Delivery, reason: &str, error: &str) {
+        let input = &delivery.message;
+        let mut properties = input.properties.clone();
+        properties.extend([
+            ("pfn.dead_letter.reason".to_owned(), reason.to_owned()),
+            ("pfn.dead_letter.error".to_owned(), error.to_owned()),
+            ("REAL_TOPIC".to_owned(), delivery.topic.to_string()),
+            ("ORIGIN_MESSAGE_ID".to_owned(), delivery.message_id.to_string()),
+        ]);
+        if self.outcomes.anyone_waiting() {
+            let outcome = Outcome::DeadLettered { reason: reason.to_owned(), error: error.to_owned() };
+            self.reports.push((Arc::clone(input), outcome));
+        }
+        self.dead_letters.push(Message {
+            payload: input.payload.clone(),
+            key: input.key.clone(),
+            properties,
+            event_time_ms: input.event_time_ms,
+        });
+        self.counts.dead_lettered += 1;
+        self.acks.push(delivery.tag);
+    }
+
+    /// Publishes, acknowledges and counts the batch, unless the watchdog took it back.
+    fn commit(&mut self) {
+        let control = Arc::clone(&self.control);
+        let mut revoked = lock(&control.commit);
+        if *revoked {
+            *revoked = false;
+            self.control.revoked.store(false, Ordering::Release);
+            let discarded = self.outputs.len();
+            self.discard();
+            self.control.source.attach();
+            self.control.stats.healthy.store(true, Ordering::Release);
+            tracing::warn!(discarded, "stuck call returned after its batch was taken back; instance healthy again");
+            return;
+        }
+        let source = &control.source;
+        let mut published = self.publish_outputs();
+        if published.is_ok() && !self.dead_letters.is_empty() {
+            let letters = std::mem::take(&mut self.dead_letters);
+            published = self.sink.publish(&self.settings.dead_letter_topic, letters);
+        }
+        match published {
+            Ok(()) => {
+                if self.settings.guarantees != ProcessingGuarantees::AtMostOnce {
+                    source.ack(&self.acks);
+                }
+                self.counts.acked += self.acks.len() as u64;
+                for (message, outcome) in self.reports.drain(..) {
+                    self.outcomes.report(&message, outcome);
+                }
+            }
+            Err(error) => {
+                // Nothing of this batch counts as done: every settled input is redelivered.
+                tracing::error!(%error, inputs = self.acks.len(), "publishing failed; inputs will be redelivered");
+                self.counts.system_exceptions += self.acks.len() as u64;
+                let reason = format!("system: {error}");
+                for tag in self.acks.iter() {
+                    source.nack(*tag, self.settings.nack_backoff.base, &reason);
+                }
+                self.reports.clear();
+            }
+        }
+        for (tag, failures, reason) in self.nacks.drain(..) {
+            source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
+        }
+        self.control.stats.add(&self.counts);
+        self.discard();
+    }
+
+    fn publish_outputs(&mut self) -> Result<(), TransportError> {
+        match &self.settings.output {
+            Some(topic) if !self.outputs.is_empty() => {
+                let outputs = std::mem::replace(&mut self.outputs, Vec::with_capacity(BATCH));
+                self.sink.publish(topic, outputs)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn discard(&mut self) {
+        self.outputs.clear();
+        self.dead_letters.clear();
+        self.acks.clear();
+        self.nacks.clear();
+        self.reports.clear();
+        self.counts = BatchCounts::default();
+    }
+
+    /// Switches to the instance waiting in the swap slot, if any.
+    fn take_swap(&mut self) {
+        let Some(swap) = self.control.take_swap() else { return };
+        let Swap { instance, probation } = swap;
+        let old = std::mem::replace(&mut self.instance, instance);
+        let (from, to) = (old.plugin().info.version.clone(), self.instance.plugin().info.version.clone());
+        *lock(&self.control.stats.version) = to.clone();
+        tracing::info!(%from, %to, "instance switched version");
+        self.probation = match probation {
+            Some(threshold) if threshold > 0 => Some(Probation { old, threshold, regressions: 0 }),
+            _ => None,
+        };
+    }
+
+    fn end_probation(&mut self) {
+        if let Some(probation) = self.probation.take() {
+            tracing::debug!(version = %probation.old.plugin().info.version, "new version passed probation");
+        }
+    }
+
+    /// Goes back to the old version kept on probation and tells the worker.
+    fn roll_back(&mut self, error: &CallError) {
+        let Some(probation) = self.probation.take() else { return };
+        let failed = std::mem::replace(&mut self.instance, probation.old);
+        let (from, to) = (failed.plugin().info.version.clone(), self.instance.plugin().info.version.clone());
+        *lock(&self.control.stats.version) = to.clone();
+        tracing::warn!(%from, %to, failures = probation.threshold, %error, "new version failed where the old did not; rolled back");
+        let event = WorkerEvent::RolledBack {
+            function: self.settings.function,
+            instance: self.control.id,
+            from,
+            to,
+            reason: format!("failed {} messages the old version processed; last: {error}", probation.threshold),
+        };
+        // The worker is gone only when shutting down; the instance has rolled back either way.
+        let _ = self.events.send(event);
+    }
+}
+
+fn settle(result: Result<Option<&[u8]>, CallError>) -> Settled {
+    match result {
+        Ok(Some(output)) => Settled::Output(output.to_vec()),
+        Ok(None) => Settled::Filtered,
+        Err(error) => Settled::Failed(error),
+    }
+}

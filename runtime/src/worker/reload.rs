@@ -1,0 +1,160 @@
+//! Deciding what to do with a settled plugin file: start a waiting function with it, swap it
+//! in for a lower running version, or refuse it (logged and counted) and keep what runs.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    Worker,
+    function::FunctionRunner,
+    plugins_dir::{PluginFile, identify},
+    stats::{Refusal, Reload},
+};
+use crate::{
+    loader::{Pin, Plugin},
+    resources::current_rss_kib,
+    verify::Sha256Digest,
+};
+
+impl Worker {
+    /// Starts the functions whose spec names a plugin file by path (these are not watched).
+    pub(super) fn start_path_plugins(&mut self) {
+        for index in 0..self.runners.len() {
+            let shared = std::sync::Arc::clone(&self.handle.functions[index]);
+            if !super::is_path(&shared.spec.plugin) {
+                continue;
+            }
+            let path = PathBuf::from(&shared.spec.plugin);
+            match self.loader.load(&path, spec_pin(&shared.spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
+                Ok(plugin) => self.start(index, plugin, &path),
+                Err(error) => {
+                    shared.set_state(format!("failed: {error}"));
+                    shared.refuse(Refusal {
+                        file: path.display().to_string(),
+                        version: None,
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes each settled file to the functions that run its plugin.
+    pub(super) fn consider(&mut self, settled: &[PathBuf]) {
+        let mut files: Vec<PluginFile> = Vec::new();
+        for path in settled {
+            match identify(path, &self.spec_digests, &self.loader) {
+                Ok(file) => files.push(file),
+                Err(reason) => tracing::warn!(file = %path.display(), %reason, "plugin file refused"),
+            }
+        }
+        files.sort_by(|a, b| b.version.cmp(&a.version));
+        for index in 0..self.runners.len() {
+            let spec = &self.handle.functions[index].spec;
+            if super::is_path(&spec.plugin) {
+                continue;
+            }
+            let wanted: Vec<PluginFile> = files.iter().filter(|file| file.name == spec.plugin).cloned().collect();
+            for file in wanted {
+                self.offer(index, &file);
+            }
+        }
+    }
+
+    /// Offers one file to function `index`.
+    fn offer(&mut self, index: usize, file: &PluginFile) {
+        let shared = std::sync::Arc::clone(&self.handle.functions[index]);
+        let spec = &shared.spec;
+        let refuse = |reason: String| {
+            shared.refuse(Refusal {
+                file: file.path.display().to_string(),
+                version: Some(file.version.to_string()),
+                reason,
+            });
+        };
+        let requirement = semver::VersionReq::parse(&spec.plugin_version).unwrap_or(semver::VersionReq::STAR);
+        if !requirement.matches(&file.version) {
+            return refuse(format!("version {} is outside plugin_version {}", file.version, spec.plugin_version));
+        }
+        if let Some(runner) = &self.runners[index]
+            && file.version <= runner.plugin.version
+        {
+            return refuse(format!(
+                "version {} is not higher than the running {}",
+                file.version, runner.plugin.version
+            ));
+        }
+        let rss_before = current_rss_kib();
+        let plugin = match self.loader.load(&file.path, spec_pin(&spec.plugin_sha256).unwrap_or(file.pin)) {
+            Ok(plugin) => plugin,
+            Err(error) => return refuse(error.to_string()),
+        };
+        if plugin.info.name != spec.plugin || plugin.version != file.version {
+            return refuse(format!(
+                "the library declares {} {}, not {} {}",
+                plugin.info.name, plugin.info.version, spec.plugin, file.version
+            ));
+        }
+        match self.runners[index].as_mut() {
+            None => self.start(index, plugin, &file.path),
+            Some(runner) => {
+                let from = runner.plugin.info.version.clone();
+                let probation = (self.options.rollback_after > 0).then_some(self.options.rollback_after);
+                if let Err(error) = runner.upgrade(plugin, probation) {
+                    return refuse(error.to_string());
+                }
+                let memory_cost_kib =
+                    rss_before.zip(current_rss_kib()).map(|(before, after)| after.saturating_sub(before));
+                tracing::info!(
+                    fqfn = %shared.fqfn,
+                    %from,
+                    to = %file.version,
+                    file = %file.path.display(),
+                    memory_cost_kib = memory_cost_kib.unwrap_or(0),
+                    "plugin reloaded; instances switch at their next message"
+                );
+                shared.record_reload(Reload {
+                    from,
+                    to: file.version.to_string(),
+                    file: file.path.display().to_string(),
+                    memory_cost_kib,
+                    rolled_back: None,
+                });
+            }
+        }
+    }
+
+    /// Starts function `index` with `plugin`.
+    fn start(&mut self, index: usize, plugin: Plugin, path: &Path) {
+        let shared = std::sync::Arc::clone(&self.handle.functions[index]);
+        let version = plugin.info.version.clone();
+        match FunctionRunner::start(std::sync::Arc::clone(&shared), plugin, index, &self.wiring) {
+            Ok((runner, watched)) => {
+                crate::sync::lock(&self.watched).extend(watched);
+                self.runners[index] = Some(runner);
+            }
+            Err(error) => {
+                shared.set_state(format!("failed: {error}"));
+                shared.refuse(Refusal {
+                    file: path.display().to_string(),
+                    version: Some(version),
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+
+    /// An instance rolled back from `from` to `to`: put the others back too, and report it.
+    pub(super) fn rolled_back(&mut self, index: usize, instance: u32, from: &str, to: &str, reason: &str) {
+        let Some(runner) = self.runners.get_mut(index).and_then(Option::as_mut) else { return };
+        if runner.roll_back(instance, from) {
+            let shared = &runner.shared;
+            tracing::warn!(fqfn = %shared.fqfn, %from, %to, %reason, "rolled back to the previous version");
+            shared.record_rollback(from, reason);
+        }
+    }
+}
+
+/// The pin a spec's `plugin_sha256` sets, if any (validated when the spec was read).
+fn spec_pin(digest: &Option<String>) -> Option<Pin> {
+    digest.as_deref().and_then(|digest| Sha256Digest::parse(digest).ok()).map(Pin::Digest)
+}
