@@ -6,3 +6,4 @@
 
 pub mod fixtures;
 pub mod pfn_cli;
+pub mod worker;

@@ -1,0 +1,189 @@
+//! Running a real `pfn worker` in a scratch directory, and talking to it with the real CLI.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::pfn_cli::{pfn, run_with_stdin, texts};
+
+/// A `pfn worker` child process with its own plugins, functions and state directories.
+#[derive(Debug)]
+pub struct RunningWorker {
+    child: Option<Child>,
+    pub scratch: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub functions_dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A spec file: its file name and TOML text.
+pub type SpecFile<'a> = (&'a str, &'a str);
+
+impl RunningWorker {
+    /// Writes `specs`, installs `plugins` (source file, file name in the plugins directory),
+    /// starts the worker with `args`, and waits until its endpoint answers.
+    pub fn start(scratch: &Path, specs: &[SpecFile<'_>], plugins: &[(&Path, &str)], args: &[&str]) -> Self {
+        let plugins_dir = scratch.join("plugins");
+        let functions_dir = scratch.join("functions");
+        let state_dir = scratch.join("state");
+        for dir in [&plugins_dir, &functions_dir, &state_dir] {
+            fs::create_dir_all(dir).expect("scratch directories");
+        }
+        for (file, text) in specs {
+            fs::write(functions_dir.join(file), text).expect("write spec");
+        }
+        let mut worker = Self {
+            child: None,
+            scratch: scratch.into(),
+            socket: state_dir.join("worker.sock"),
+            log: scratch.join("worker.log"),
+            plugins_dir,
+            functions_dir,
+        };
+        for (source, name) in plugins {
+            worker.install_plugin(source, name);
+        }
+        let log = fs::File::create(&worker.log).expect("worker log file");
+        let child = pfn(scratch)
+            .env("PFN_LOG", "info")
+            .arg("worker")
+            .arg("--plugins-dir")
+            .arg(&worker.plugins_dir)
+            .arg("--functions")
+            .arg(&worker.functions_dir)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--watch-interval-ms", "100", "--nack-backoff-ms", "10", "--max-nack-backoff-ms", "100"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("pfn worker starts");
+        worker.child = Some(child);
+        worker.wait_until("the endpoint answers", |worker| worker.try_status().is_some());
+        worker
+    }
+
+    /// Pins `source` as `name` in a staging directory, then puts its manifest and, by rename,
+    /// the library into the plugins directory, so the worker never sees a partial file.
+    pub fn install_plugin(&self, source: &Path, name: &str) {
+        let staged = self.stage(source, name);
+        let manifest = |dir: &Path| dir.join(name.replace(".so", ".pfn.toml"));
+        fs::copy(manifest(staged.parent().expect("staging dir")), manifest(&self.plugins_dir)).expect("manifest");
+        let partial = self.plugins_dir.join(format!("{name}.partial"));
+        fs::copy(&staged, &partial).expect("copy plugin");
+        fs::rename(&partial, self.plugins_dir.join(name)).expect("rename plugin");
+    }
+
+    /// Copies `source` as `name` into a staging directory and writes its manifest there.
+    pub fn stage(&self, source: &Path, name: &str) -> PathBuf {
+        let staging = self.scratch.join("staging");
+        fs::create_dir_all(&staging).expect("staging dir");
+        let staged = staging.join(name);
+        fs::copy(source, &staged).expect("stage plugin");
+        let pinned = pfn(&self.scratch).args(["plugin", "pin"]).arg(&staged).output().expect("pfn plugin pin");
+        assert!(pinned.status.success(), "pin failed: {:?}", texts(&pinned));
+        staged
+    }
+
+    /// `pfn` pointed at this worker.
+    pub fn pfn(&self) -> Command {
+        let mut command = pfn(&self.scratch);
+        command.env("PFN_WORKER", &self.socket);
+        command
+    }
+
+    /// `pfn topics produce TOPIC` with `lines` on stdin.
+    pub fn produce(&self, topic: &str, lines: &[u8], json: bool) -> Output {
+        let mut command = self.pfn();
+        command.args(["topics", "produce", topic]);
+        if json {
+            command.args(["--input-format", "json"]);
+        }
+        let output = run_with_stdin(command, lines);
+        assert!(output.status.success(), "produce failed: {:?}", texts(&output));
+        output
+    }
+
+    /// `pfn topics create-subscription TOPIC -s NAME`.
+    pub fn create_subscription(&self, topic: &str, subscription: &str) {
+        let output = self.pfn().args(["topics", "create-subscription", topic, "-s", subscription]).output();
+        let output = output.expect("pfn topics create-subscription");
+        assert!(output.status.success(), "create-subscription failed: {:?}", texts(&output));
+    }
+
+    /// Reads up to `count` messages of `subscription` (stopping after 5 idle seconds).
+    pub fn consume(&self, topic: &str, subscription: &str, count: u64, json: bool) -> Vec<String> {
+        let mut command = self.pfn();
+        command.args(["topics", "consume", topic, "-s", subscription, "--idle-timeout-ms", "5000"]);
+        command.args(["--count", &count.to_string()]);
+        if json {
+            command.args(["--output-format", "json"]);
+        }
+        let output = command.output().expect("pfn topics consume");
+        assert!(output.status.success(), "consume failed: {:?}", texts(&output));
+        String::from_utf8(output.stdout).expect("utf-8 output").lines().map(str::to_owned).collect()
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let output = self.pfn().args(["functions", "status"]).output().ok()?;
+        output.status.success().then(|| serde_json::from_slice(&output.stdout).ok()).flatten()
+    }
+
+    /// `pfn functions status`, as JSON.
+    pub fn status(&self) -> Value {
+        self.try_status().unwrap_or_else(|| panic!("worker status unavailable; log:\n{}", self.log_text()))
+    }
+
+    /// The status of function `fqfn`.
+    pub fn function(&self, fqfn: &str) -> Value {
+        let status = self.status();
+        let functions = status["functions"].as_array().expect("functions list");
+        functions.iter().find(|f| f["fqfn"] == fqfn).cloned().unwrap_or_else(|| panic!("no {fqfn} in {status}"))
+    }
+
+    /// The sum of counter `name` over the instances of `fqfn`.
+    pub fn total(&self, fqfn: &str, name: &str) -> u64 {
+        let function = self.function(fqfn);
+        function["instances"].as_array().expect("instances").iter().map(|i| i[name].as_u64().unwrap_or(0)).sum()
+    }
+
+    /// Polls `condition` (for up to two minutes) and fails with the worker's log if it never holds.
+    pub fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !condition(self) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the worker has logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the worker to exit; returns its status and log.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("worker running");
+        let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(signalled.success());
+        let status = child.wait().expect("worker exits");
+        (status, self.log_text())
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
