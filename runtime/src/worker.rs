@@ -180,6 +180,15 @@ impl Worker {
         let spec_digests =
             specs.iter().filter_map(|spec| spec.plugin_sha256.as_deref()).filter_map(|d| Sha256Digest::parse(d).ok());
         let spec_digests = spec_digests.collect();
+        // Subscriptions exist from the moment the worker knows the function, as in Pulsar, so that
+        // what is published before its plugin is running (or loaded at all) waits for it.
+        for spec in &specs {
+            for topic in &spec.inputs {
+                if let Err(error) = broker.create_subscription(topic, &spec.subscription(), spec.subscription_type()) {
+                    tracing::error!(fqfn = %spec.fqfn(), %error, "cannot create the function's subscription");
+                }
+            }
+        }
         let functions: Vec<Arc<FunctionShared>> =
             specs.into_iter().map(|spec| Arc::new(FunctionShared::new(spec))).collect();
         let (sender, events) = mpsc::channel();

@@ -158,6 +158,7 @@ impl Transport for Arc<EmbeddedBroker> {
             id: self.next_consumer.fetch_add(1, Ordering::Relaxed),
             subscriptions,
             notify: Arc::new(Notify::default()),
+            woken: AtomicBool::new(false),
             next_start: AtomicU64::new(0),
         };
         consumer.attach();
@@ -178,6 +179,8 @@ pub struct EmbeddedConsumer {
     id: u64,
     subscriptions: Vec<Arc<Subscription>>,
     notify: Arc<Notify>,
+    /// Set by [`Source::wake`]: the next (or current) wait returns at once.
+    woken: AtomicBool,
     /// Which subscription is asked first, rotating so that no topic starves the others.
     next_start: AtomicU64,
 }
@@ -214,7 +217,7 @@ impl Source for EmbeddedConsumer {
                 return Err(TransportError::Closed);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.woken.swap(false, Ordering::AcqRel) {
                 return Ok(0);
             }
             let due = self.subscriptions.iter().filter_map(|sub| sub.next_due()).min();
@@ -252,6 +255,7 @@ impl Source for EmbeddedConsumer {
     }
 
     fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
         self.notify.notify();
     }
 }

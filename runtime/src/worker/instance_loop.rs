@@ -124,6 +124,10 @@ impl InstanceLoop {
         let span = tracing::error_span!("function", fqfn = %self.settings.fqfn, instance = self.control.id);
         let _entered = span.enter();
         while !self.control.stop.load(Ordering::Acquire) {
+            if self.control.swap_ready.load(Ordering::Acquire) {
+                // Idle between batches: switch now rather than at the next message.
+                self.take_swap();
+            }
             self.batch.clear();
             match self.control.source.receive(BATCH, IDLE_WAIT, &mut self.batch) {
                 Ok(0) => continue,

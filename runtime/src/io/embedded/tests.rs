@@ -147,3 +147,17 @@ fn closing_ends_every_receive() {
     assert_eq!(source.receive(1, Duration::from_secs(60), &mut into), Err(TransportError::Closed));
     assert_eq!(broker.publish("t", vec![Message::default()]), Err(TransportError::Closed));
 }
+
+#[test]
+fn a_wake_ends_a_waiting_receive() {
+    let broker = EmbeddedBroker::new();
+    let source = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let waker = Arc::clone(&source);
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        waker.wake();
+    });
+    let mut into = Vec::new();
+    assert_eq!(source.receive(1, Duration::from_secs(3600), &mut into), Ok(0));
+    thread.join().expect("waker thread");
+}
