@@ -2,8 +2,9 @@
 # The benchmarks that docs/BENCHMARKS.md records:
 #   1. criterion: the per-message call, FFI against native (runtime/benches/call.rs);
 #   2. throughput: `pfn run` with the exclamation plugin against `sed 's/$/!/'` over the same
-#      1,000,000 lines of 64 bytes; the outputs must be byte-identical.
-# Usage: scripts/bench.sh [--skip-criterion]
+#      1,000,000 lines of 64 bytes; the outputs must be byte-identical;
+#   3. the worker on embedded topics: throughput and swap pause (runtime/benches/worker.rs).
+# Usage: scripts/bench.sh [--skip-criterion]   (skips 1 and 3, the cargo benches)
 # Environment: BENCH_LINES (default 1000000), BENCH_RUNS (runs per side, default 3).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -22,6 +23,8 @@ say "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpu
 if [ "${1:-}" != "--skip-criterion" ]; then
     say "criterion: the per-message call (cargo bench -p pfn --bench call)"
     cargo bench -p pfn --bench call
+    say "the worker on embedded topics (cargo bench -p pfn --bench worker)"
+    cargo bench -p pfn --bench worker
 fi
 
 input="$OUT/lines-$LINES.txt"
