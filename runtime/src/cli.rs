@@ -127,43 +127,53 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let state_dir = args.state_dir.clone().unwrap_or(state_dir.clone());
             let cache = cli.plugin_cache.unwrap_or_else(|| state_dir.join("plugin-cache"));
-            return worker::run(args, state_dir, Loader::new(PluginCache::new(cache)));
+            worker::run(args, state_dir, Loader::new(PluginCache::new(cache)))
         }
-        Command::Functions { worker, command } => return remote::functions(command, &socket(worker.socket)),
-        Command::Topics { worker, command } => return remote::topics(command, &socket(worker.socket)),
-        _ => {}
+        Command::Functions { worker, command } => remote::functions(command, &socket(worker.socket)),
+        Command::Topics { worker, command } => remote::topics(command, &socket(worker.socket)),
+        Command::Run(args) => run_plugin(args, &default_loader(cli.plugin_cache)),
+        Command::Plugin(command) => plugin(command, &default_loader(cli.plugin_cache)),
     }
-    let loader = Loader::new(PluginCache::new(cli.plugin_cache.unwrap_or_else(PluginCache::default_root)));
-    match cli.command {
-        Command::Worker(_) | Command::Functions { .. } | Command::Topics { .. } => Ok(()),
-        Command::Run(args) => {
-            let options = RunOptions {
-                plugin: args.plugin,
-                pin: args.sha256.map_or(Pin::Manifest, Pin::Digest),
-                input: args.input,
-                output: args.output,
-                dead_letter: args.dead_letter,
-                input_format: args.input_format,
-                output_format: args.output_format,
-                identity: FunctionIdentity {
-                    tenant: args.tenant,
-                    namespace: args.namespace,
-                    name: args.name.unwrap_or_default(),
-                    instance_id: 0,
-                    num_instances: 1,
-                    input_topics: Vec::new(),
-                    output_topic: None,
-                    user_config: args.user_config.into_iter().collect::<BTreeMap<_, _>>(),
-                },
-            };
-            let (summary, dead_letters) = run(options, &loader)?;
-            eprintln!("pfn run: {summary}");
-            if summary.dead_lettered > 0 {
-                eprintln!("pfn run: dead letters in {}", dead_letters.display());
-            }
-            Ok(())
-        }
-        Command::Plugin(PluginCommand::Inspect { path, sha256, output }) => {
+}
+
+/// The loader of the one-shot commands: private copies in `cache` or the default place.
+fn default_loader(cache: Option<PathBuf>) -> Loader {
+    Loader::new(PluginCache::new(cache.unwrap_or_else(PluginCache::default_root)))
+}
+
+/// `pfn run`.
+fn run_plugin(args: RunArgs, loader: &Loader) -> anyhow::Result<()> {
+    let options = RunOptions {
+        plugin: args.plugin,
+        pin: args.sha256.map_or(Pin::Manifest, Pin::Digest),
+        input: args.input,
+        output: args.output,
+        dead_letter: args.dead_letter,
+        input_format: args.input_format,
+        output_format: args.output_format,
+        identity: FunctionIdentity {
+            tenant: args.tenant,
+            namespace: args.namespace,
+            name: args.name.unwrap_or_default(),
+            instance_id: 0,
+            num_instances: 1,
+            input_topics: Vec::new(),
+            output_topic: None,
+            user_config: args.user_config.into_iter().collect::<BTreeMap<_, _>>(),
+        },
+    };
+    let (summary, dead_letters) = run(options, loader)?;
+    eprintln!("pfn run: {summary}");
+    if summary.dead_lettered > 0 {
+        eprintln!("pfn run: dead letters in {}", dead_letters.display());
+    }
+    Ok(())
+}
+
+/// `pfn plugin inspect|pin`.
+fn plugin(command: PluginCommand, loader: &Loader) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Inspect { path, sha256, output } => {
             let opened = loader.open(&path, sha256.map_or(Pin::Unpinned, Pin::Digest))?;
             let info = opened.info.clone();
             let verdict = opened.accept().map(|_| ()).map_err(|refusal| refusal.to_string());
@@ -190,7 +200,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Plugin(PluginCommand::Pin { path }) => {
+        PluginCommand::Pin { path } => {
             let opened = loader.open(&path, Pin::Unpinned)?;
             let manifest = opened.manifest();
             opened.accept()?;

@@ -126,9 +126,9 @@ impl WorkerHandle {
     /// Publishes `value` to the function's first input and waits for what becomes of it.
     pub fn trigger(&self, fqfn: &str, value: Vec<u8>, wait: Duration) -> Result<Outcome, TriggerError> {
         let function = self.function(fqfn)?;
-        let status = function.status();
-        if status.state != "running" {
-            return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state: status.state });
+        let state = function.state();
+        if state != "running" {
+            return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state });
         }
         let topic = function.spec.inputs.first().cloned().unwrap_or_default();
         let message = Arc::new(Message::from_payload(value));

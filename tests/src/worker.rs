@@ -132,6 +132,13 @@ impl RunningWorker {
         String::from_utf8(output.stdout).expect("utf-8 output").lines().map(str::to_owned).collect()
     }
 
+    /// `pfn topics stats TOPIC`, as JSON.
+    pub fn topic_stats(&self, topic: &str) -> Value {
+        let output = self.pfn().args(["topics", "stats", topic]).output().expect("pfn topics stats");
+        assert!(output.status.success(), "topics stats failed: {:?}", texts(&output));
+        serde_json::from_slice(&output.stdout).expect("topic stats are JSON")
+    }
+
     fn try_status(&self) -> Option<Value> {
         let output = self.pfn().args(["functions", "status"]).output().ok()?;
         output.status.success().then(|| serde_json::from_slice(&output.stdout).ok()).flatten()

@@ -23,17 +23,10 @@ fn wait_running(worker: &RunningWorker, fqfn: &str) {
     worker.wait_until(&format!("{fqfn} runs"), |worker| worker.function(fqfn)["state"] == "running");
 }
 
-/// `pfn topics stats TOPIC`, as JSON.
-fn topic_stats(worker: &RunningWorker, topic: &str) -> Value {
-    let output = worker.pfn().args(["topics", "stats", topic]).output().expect("pfn topics stats");
-    assert!(output.status.success(), "topics stats failed: {:?}", texts(&output));
-    serde_json::from_slice(&output.stdout).expect("topic stats are JSON")
-}
-
 /// Asserts that `topic` got exactly `published` messages and that subscription `subscription`
 /// holds none of them any more.
 fn assert_published_and_drained(worker: &RunningWorker, topic: &str, subscription: &str, published: u64) {
-    let stats = topic_stats(worker, topic);
+    let stats = worker.topic_stats(topic);
     assert_eq!(stats["published"], published, "messages published to {topic}: {stats}");
     let subscriptions = stats["subscriptions"].as_array().expect("subscriptions list");
     let sub = subscriptions.iter().find(|s| s["name"] == subscription).unwrap_or_else(|| panic!("{stats}"));

@@ -221,8 +221,7 @@ fn refused_files_leave_the_running_version_serving() {
     let outputs = worker.consume("out", "check", total, false);
     if outputs.len() as u64 != total {
         for topic in ["in", "out"] {
-            let stats = worker.pfn().args(["topics", "stats", topic]).output().expect("stats");
-            eprintln!("{}", String::from_utf8_lossy(&stats.stdout));
+            eprintln!("{}", worker.topic_stats(topic));
         }
         eprintln!("{}", worker.function(FQFN));
     }

@@ -61,14 +61,10 @@ impl InstanceControl {
         replaced
     }
 
-    /// Takes back a swap the instance has not taken yet.
-    pub fn withdraw_swap(&self) -> Option<Swap> {
-        let withdrawn = lock(&self.swap).take();
-        self.swap_ready.store(false, Ordering::Release);
-        withdrawn
-    }
-
-    pub(super) fn take_swap(&self) -> Option<Swap> {
+    /// Takes the waiting swap, if any: the instance's loop to switch to it, the worker to
+    /// withdraw one the instance has not taken yet. The flag is cleared before the slot is
+    /// emptied, so a swap offered in between leaves the flag set and is not stranded.
+    pub fn take_swap(&self) -> Option<Swap> {
         self.swap_ready.store(false, Ordering::Release);
         lock(&self.swap).take()
     }

@@ -48,6 +48,11 @@ impl FunctionShared {
         }
     }
 
+    /// `running`, `waiting for plugin`, `failed: <why>`, `stopping` or `stopped`.
+    pub fn state(&self) -> String {
+        lock(&self.state).clone()
+    }
+
     pub fn set_state(&self, state: impl Into<String>) {
         *lock(&self.state) = state.into();
     }
@@ -79,7 +84,7 @@ impl FunctionShared {
         FunctionStatus {
             fqfn: self.fqfn.clone(),
             plugin: self.spec.plugin.clone(),
-            state: lock(&self.state).clone(),
+            state: self.state(),
             version: lock(&self.version).clone(),
             inputs: self.spec.inputs.clone(),
             output: self.spec.output.clone(),
@@ -213,7 +218,7 @@ impl FunctionRunner {
         }
         let Some(previous) = self.previous.take() else { return false };
         for control in &self.controls {
-            if control.id == reporter || control.withdraw_swap().is_some() {
+            if control.id == reporter || control.take_swap().is_some() {
                 continue;
             }
             if *lock(&control.stats.version) != from {

@@ -139,7 +139,17 @@ impl Subscription {
     }
 
     /// Routes every queued message again (after the consumers changed), in message order.
+    /// A Shared subscription has one queue for all consumers: only what a consumer handed back
+    /// goes in, at the front.
     fn rebalance(&self, state: &mut State, mut returned: Vec<Pending>) {
+        if self.kind == SubscriptionType::Shared {
+            returned.sort_by_key(|pending| pending.message_id);
+            for pending in returned.into_iter().rev() {
+                state.backlog.push_front(pending);
+            }
+            Self::wake_all(state);
+            return;
+        }
         returned.extend(state.backlog.drain(..));
         for consumer in &mut state.consumers {
             returned.extend(consumer.queue.drain(..));
