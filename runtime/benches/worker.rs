@@ -535,8 +535,9 @@ struct Samples {
 enum Variant {
     /// Drops the new version into the plugins directory: the worker loads it and swaps it in.
     Reload,
-    /// Loads the new version on a thread of the bench, as the worker's coordinator would (read,
-    /// hash, private copy, open, checks), and swaps nothing: the load's cost alone.
+    /// Loads the new version on a thread of the bench at normal priority, as the worker's
+    /// low-priority loader thread would (read, hash, private copy, open, checks), and swaps
+    /// nothing: the load's cost alone when it competes with the instance as an equal.
     LoadOnly,
     /// Nothing: the stream's own gaps.
     Baseline,

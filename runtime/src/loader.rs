@@ -124,8 +124,8 @@ impl Loader {
 
     /// Steps 1 to 3: digest, private copy, open, layout.
     pub fn open(&self, path: &Path, pin: Pin) -> Result<OpenedModule, VerifyError> {
-        let bytes = std::fs::read(path).map_err(|source| VerifyError::Read { path: path.into(), source })?;
-        let found = Sha256Digest::of(&bytes);
+        let (bytes, found) =
+            Sha256Digest::read_file(path).map_err(|source| VerifyError::Read { path: path.into(), source })?;
         let manifest = Manifest::read_for(path)?;
         let expected = match (pin, &manifest) {
             (Pin::Digest(digest), _) => Some(digest),

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+/// The size of each read and write of a plugin file: small enough that no single system call
+/// holds a CPU for long, large enough that their count does not matter.
+pub const IO_CHUNK: usize = 1 << 18;
+
 /// A sha256 digest, written as 64 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sha256Digest([u8; 32]);
@@ -19,6 +23,25 @@ impl Sha256Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self(Sha256::digest(bytes).into())
+    }
+
+    /// Reads the whole file at `path` in small chunks, hashing as it goes, and returns its
+    /// bytes with their digest. Small reads keep each system call short, so a large plugin
+    /// read on a busy machine does not hold a CPU that a function instance is waiting for.
+    pub fn read_file(path: &Path) -> std::io::Result<(Vec<u8>, Self)> {
+        let mut file = std::fs::File::open(path)?;
+        let length = file.metadata()?.len();
+        let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+        let mut hasher = Sha256::new();
+        let mut chunk = vec![0; IO_CHUNK];
+        loop {
+            let read = std::io::Read::read(&mut file, &mut chunk)?;
+            if read == 0 {
+                return Ok((bytes, Self(hasher.finalize().into())));
+            }
+            hasher.update(&chunk[..read]);
+            bytes.extend_from_slice(&chunk[..read]);
+        }
     }
 
     /// Parses 64 hex digits.

@@ -8,6 +8,7 @@
 mod control;
 mod function;
 mod instance_loop;
+mod low_priority;
 mod outcomes;
 mod plugins_dir;
 mod reload;
@@ -71,6 +72,8 @@ pub enum WorkerEvent {
 pub enum WorkerError {
     #[error("cannot read the {what} directory {path}: {source}")]
     Directory { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cannot start the plugin loader thread: {0}")]
+    LoaderThread(std::io::Error),
 }
 
 /// Why a trigger gave no outcome.
@@ -157,6 +160,8 @@ pub struct WorkerSummary {
 pub struct Worker {
     options: WorkerOptions,
     loader: Loader,
+    /// Where plugin files are read, hashed, copied and opened.
+    loads: low_priority::LowPriority,
     handle: WorkerHandle,
     events: mpsc::Receiver<WorkerEvent>,
     runners: Vec<Option<FunctionRunner>>,
@@ -212,6 +217,7 @@ impl Worker {
             runners: handle.functions.iter().map(|_| None).collect(),
             options,
             loader,
+            loads: low_priority::LowPriority::start().map_err(WorkerError::LoaderThread)?,
             handle,
             events,
             spec_digests,

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::verify::{Sha256Digest, VerifyError};
+use crate::verify::{IO_CHUNK, Sha256Digest, VerifyError};
 
 /// A directory of private plugin copies, one subdirectory per sha256.
 #[derive(Debug, Clone)]
@@ -47,8 +47,11 @@ impl PluginCache {
         let error = |e: std::io::Error| VerifyError::PrivateCopy { path: source.into(), copy: copy.clone(), source: e };
         create_private_dir(&dir).map_err(error)?;
         let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(error)?;
-        temp.write_all(bytes).map_err(error)?;
-        temp.as_file().sync_all().map_err(error)?;
+        // Small writes keep each system call short. No fsync: a copy torn by a crash is never
+        // reused, because an existing copy is compared byte for byte before it is.
+        for chunk in bytes.chunks(IO_CHUNK) {
+            temp.write_all(chunk).map_err(error)?;
+        }
         temp.persist(&copy).map_err(|e| error(e.error))?;
         Ok(copy)
     }

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     loader::{Pin, Plugin},
     resources::current_rss_kib,
-    verify::Sha256Digest,
+    verify::{Sha256Digest, VerifyError},
 };
 
 impl Worker {
@@ -24,7 +24,7 @@ impl Worker {
                 continue;
             }
             let path = PathBuf::from(&shared.spec.plugin);
-            match self.loader.load(&path, spec_pin(&shared.spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
+            match self.load(&path, spec_pin(&shared.spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
                 Ok(plugin) => self.start(index, plugin, &path),
                 Err(error) => {
                     shared.set_state(format!("failed: {error}"));
@@ -42,9 +42,10 @@ impl Worker {
     pub(super) fn consider(&mut self, settled: &[PathBuf]) {
         let mut files: Vec<PluginFile> = Vec::new();
         for path in settled {
-            match identify(path, &self.spec_digests, &self.loader) {
+            let (loader, digests, path) = (self.loader.clone(), self.spec_digests.clone(), path.clone());
+            match self.loads.run(move || identify(&path, &digests, &loader).map_err(|reason| (path, reason))) {
                 Ok(file) => files.push(file),
-                Err(reason) => tracing::warn!(file = %path.display(), %reason, "plugin file refused"),
+                Err((path, reason)) => tracing::warn!(file = %path.display(), %reason, "plugin file refused"),
             }
         }
         files.sort_by(|a, b| b.version.cmp(&a.version));
@@ -84,7 +85,7 @@ impl Worker {
             ));
         }
         let rss_before = current_rss_kib();
-        let plugin = match self.loader.load(&file.path, spec_pin(&spec.plugin_sha256).unwrap_or(file.pin)) {
+        let plugin = match self.load(&file.path, spec_pin(&spec.plugin_sha256).unwrap_or(file.pin)) {
             Ok(plugin) => plugin,
             Err(error) => return refuse(error.to_string()),
         };
@@ -121,6 +122,12 @@ impl Worker {
                 });
             }
         }
+    }
+
+    /// Loads `path` on the low-priority thread.
+    fn load(&self, path: &Path, pin: Pin) -> Result<Plugin, VerifyError> {
+        let (loader, path) = (self.loader.clone(), path.to_path_buf());
+        self.loads.run(move || loader.load(&path, pin))
     }
 
     /// Starts function `index` with `plugin`.
