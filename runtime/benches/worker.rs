@@ -45,11 +45,11 @@ use pfn::{
     config::FunctionSpec,
     io::{
         embedded::EmbeddedBroker,
-        transport::{Delivery, Message, SubscriptionType, Transport},
+        transport::{Delivery, Message, SubscriptionRequest, SubscriptionType, Transport},
     },
     loader::{Loader, Pin, PluginCache},
     verify::{Manifest, Sha256Digest},
-    worker::{Backoff, Worker, WorkerHandle, WorkerOptions, WorkerSummary},
+    worker::{Backoff, Topics, Worker, WorkerHandle, WorkerOptions, WorkerSummary},
 };
 
 /// The size of every input message, in bytes.
@@ -224,7 +224,8 @@ fn start_worker(
     broker: &Arc<EmbeddedBroker>,
 ) -> (WorkerHandle, JoinHandle<WorkerSummary>) {
     let loader = Loader::new(PluginCache::new(cache));
-    let worker = Worker::new(options, loader, Arc::clone(broker)).expect("the worker's directories are readable");
+    let worker = Worker::new(options, loader, Arc::clone(broker), Topics::Embedded)
+        .expect("the worker's directories are readable");
     let handle = worker.handle();
     let thread = std::thread::Builder::new()
         .name("bench-worker".into())
@@ -390,7 +391,7 @@ fn drain_outputs(
     (first_expected, last_expected): (Vec<u8>, Vec<u8>),
 ) -> JoinHandle<Progress> {
     let source = broker
-        .subscribe(&[OUTPUT.to_owned()], OUTPUT_SUBSCRIPTION, SubscriptionType::Shared)
+        .subscribe(&SubscriptionRequest::new(vec![OUTPUT.to_owned()], OUTPUT_SUBSCRIPTION, SubscriptionType::Shared))
         .expect("the reader subscribes");
     let reader = move || {
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(READER_BATCH);

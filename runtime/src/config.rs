@@ -25,14 +25,7 @@ pub enum ProcessingGuarantees {
     Manual,
 }
 
-/// Where a new subscription starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionPosition {
-    #[default]
-    Latest,
-    Earliest,
-}
+pub use crate::io::transport::SubscriptionPosition;
 
 /// One function: its identity, its plugin, its topics and how it processes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +191,17 @@ impl FunctionSpec {
             (true, _) => SubscriptionType::Failover,
             (false, true) => SubscriptionType::KeyShared,
             (false, false) => SubscriptionType::Shared,
+        }
+    }
+
+    /// What the function's instances subscribe to.
+    pub fn subscription_request(&self) -> crate::io::transport::SubscriptionRequest {
+        crate::io::transport::SubscriptionRequest {
+            topics: self.inputs.clone(),
+            topics_pattern: self.topics_pattern.clone(),
+            subscription: self.subscription(),
+            kind: self.subscription_type(),
+            position: self.subscription_position,
         }
     }
 

@@ -1,9 +1,10 @@
-//! Sources and sinks: the transport traits and the embedded transport, lines from a file or
+//! Sources and sinks: the transport traits, the embedded and Pulsar transports, lines from a file or
 //! stdin, lines to a file or stdout, and the dead-letter file.
 
 pub mod dead_letter;
 pub mod embedded;
 pub mod lines;
+pub mod pulsar;
 pub mod transport;
 
 use std::{

@@ -37,7 +37,8 @@ use crate::{
     config::{FunctionSpec, SpecError},
     io::{
         embedded::EmbeddedBroker,
-        transport::{Message, TransportError},
+        pulsar::PulsarTransport,
+        transport::{Message, Sink, Transport, TransportError},
     },
     loader::Loader,
     verify::Sha256Digest,
@@ -85,14 +86,30 @@ pub enum TriggerError {
     NotRunning { fqfn: String, state: String },
     #[error("cannot publish to {topic}: {source}")]
     Publish { topic: String, source: TransportError },
+    #[error(
+        "{fqfn} reads Pulsar topics: trigger works on the embedded transport; produce to its input with a Pulsar client"
+    )]
+    NotEmbedded { fqfn: String },
     #[error("no outcome from {fqfn} within {waited:?}")]
     TimedOut { fqfn: String, waited: Duration },
+}
+
+/// Where a worker's functions read and write.
+#[derive(Debug, Clone, Default)]
+pub enum Topics {
+    /// In-process topics (the endpoint's `topics` commands reach them).
+    #[default]
+    Embedded,
+    /// A Pulsar cluster.
+    Pulsar(Arc<PulsarTransport>),
 }
 
 /// The parts of a running worker that other threads use.
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
+    /// The embedded topics (the functions' own when [`Topics::Embedded`]).
     pub broker: Arc<EmbeddedBroker>,
+    pub topics: Topics,
     pub outcomes: Arc<Outcomes>,
     functions: Arc<Vec<Arc<FunctionShared>>>,
     spec_errors: Arc<Vec<String>>,
@@ -129,6 +146,9 @@ impl WorkerHandle {
     /// Publishes `value` to the function's first input and waits for what becomes of it.
     pub fn trigger(&self, fqfn: &str, value: Vec<u8>, wait: Duration) -> Result<Outcome, TriggerError> {
         let function = self.function(fqfn)?;
+        if let Topics::Pulsar(_) = self.topics {
+            return Err(TriggerError::NotEmbedded { fqfn: fqfn.to_owned() });
+        }
         let state = function.state();
         if state != "running" {
             return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state });
@@ -175,7 +195,12 @@ pub struct Worker {
 
 impl Worker {
     /// Reads the function specs; a spec that does not validate is logged and left out.
-    pub fn new(options: WorkerOptions, loader: Loader, broker: Arc<EmbeddedBroker>) -> Result<Self, WorkerError> {
+    pub fn new(
+        options: WorkerOptions,
+        loader: Loader,
+        broker: Arc<EmbeddedBroker>,
+        topics: Topics,
+    ) -> Result<Self, WorkerError> {
         let (specs, spec_errors) = read_specs(&options.functions_dir)?;
         std::fs::read_dir(&options.plugins_dir).map_err(|source| WorkerError::Directory {
             what: "plugins",
@@ -187,7 +212,7 @@ impl Worker {
         let spec_digests = spec_digests.collect();
         // Subscriptions exist from the moment the worker knows the function, as in Pulsar, so that
         // what is published before its plugin is running (or loaded at all) waits for it.
-        for spec in &specs {
+        for spec in specs.iter().filter(|_| matches!(topics, Topics::Embedded)) {
             for topic in &spec.inputs {
                 if let Err(error) = broker.create_subscription(topic, &spec.subscription(), spec.subscription_type()) {
                     tracing::error!(fqfn = %spec.fqfn(), %error, "cannot create the function's subscription");
@@ -198,15 +223,21 @@ impl Worker {
             specs.into_iter().map(|spec| Arc::new(FunctionShared::new(spec))).collect();
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
+        let (transport, sink): (Arc<dyn Transport>, Arc<dyn Sink>) = match &topics {
+            Topics::Embedded => (Arc::new(Arc::clone(&broker)), Arc::new(Arc::clone(&broker))),
+            Topics::Pulsar(pulsar) => (Arc::new(Arc::clone(pulsar)), Arc::new(Arc::clone(pulsar))),
+        };
         let wiring = function::Wiring {
-            transport: Arc::new(Arc::clone(&broker)),
-            sink: Arc::new(Arc::clone(&broker)),
+            on_pulsar: matches!(topics, Topics::Pulsar(_)),
+            transport,
+            sink,
             outcomes: Arc::clone(&outcomes),
             events: sender.clone(),
             backoff: options.nack_backoff,
         };
         let handle = WorkerHandle {
             broker,
+            topics,
             outcomes,
             functions: Arc::new(functions),
             spec_errors: Arc::new(spec_errors),
@@ -283,6 +314,9 @@ impl Worker {
             stuck.extend(runner.join(deadline).into_iter().map(|id| (fqfn.clone(), id)));
         }
         self.handle.broker.close();
+        if let Topics::Pulsar(pulsar) = &self.handle.topics {
+            pulsar.close();
+        }
         WorkerSummary { functions: self.handle.status(None).unwrap_or_default(), stuck }
     }
 }

@@ -2,7 +2,10 @@
 
 use std::{
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -15,9 +18,13 @@ use signal_hook::{
 
 use crate::{
     endpoint::{default_socket, server::Endpoint},
-    io::embedded::EmbeddedBroker,
+    io::{
+        embedded::EmbeddedBroker,
+        pulsar::{PulsarSettings, PulsarTransport},
+    },
     loader::Loader,
-    worker::{Backoff, Worker, WorkerOptions},
+    sync::lock,
+    worker::{Backoff, Topics, Worker, WorkerHandle, WorkerOptions},
 };
 
 #[derive(Debug, Args)]
@@ -49,6 +56,19 @@ pub struct WorkerArgs {
     /// The longest redelivery delay, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub max_nack_backoff_ms: u64,
+    /// Run the functions on this Pulsar cluster (`pulsar://host:6650`, `pulsar+ssl://host:6651`)
+    /// instead of the embedded topics.
+    #[arg(long, env = "PFN_PULSAR_URL")]
+    pub pulsar_url: Option<String>,
+    /// A JWT for Pulsar token authentication.
+    #[arg(long, env = "PFN_PULSAR_TOKEN", hide_env_values = true)]
+    pub pulsar_token: Option<String>,
+    /// PEM file of the certificates that Pulsar TLS connections trust.
+    #[arg(long, env = "PFN_TLS_TRUST_CERTS")]
+    pub tls_trust_certs: Option<PathBuf>,
+    /// Accept any TLS certificate from the broker (testing only).
+    #[arg(long)]
+    pub tls_allow_insecure: bool,
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then drains and returns.
@@ -67,26 +87,48 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
             max: Duration::from_millis(args.max_nack_backoff_ms.max(args.nack_backoff_ms)),
         },
     };
-    let worker = Worker::new(options, loader, EmbeddedBroker::new())?;
+    // Signals first: a worker still waiting for its broker stops on SIGTERM too.
+    let stop_requested = Arc::new(AtomicBool::new(false));
+    let running: Arc<Mutex<Option<WorkerHandle>>> = Arc::default();
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let signals_handle = signals.handle();
+    let signal_thread = {
+        let (stop_requested, running) = (Arc::clone(&stop_requested), Arc::clone(&running));
+        std::thread::Builder::new().name("pfn-signals".into()).spawn(move || {
+            for signal in signals.forever() {
+                if stop_requested.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(signal, "second signal: exiting without draining");
+                    std::process::exit(130);
+                }
+                tracing::info!(signal, "signal received: draining");
+                if let Some(handle) = lock(&running).as_ref() {
+                    handle.shutdown();
+                }
+            }
+        })?
+    };
+
+    let topics = match &args.pulsar_url {
+        None => Topics::Embedded,
+        Some(url) => {
+            let settings = PulsarSettings {
+                url: url.clone(),
+                token: args.pulsar_token.clone(),
+                tls_trust_certs: args.tls_trust_certs.clone(),
+                tls_allow_insecure: args.tls_allow_insecure,
+            };
+            let pulsar = PulsarTransport::connect(&settings, || stop_requested.load(Ordering::Acquire))?;
+            Topics::Pulsar(Arc::new(pulsar))
+        }
+    };
+    let worker = Worker::new(options, loader, EmbeddedBroker::new(), topics)?;
     let handle = worker.handle();
     let socket = args.socket.unwrap_or_else(|| default_socket(&state_dir));
     let endpoint = Endpoint::start(&socket, handle.clone())?;
-
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    let signals_handle = signals.handle();
-    let on_signal = Arc::new(handle.clone());
-    let signal_thread = std::thread::Builder::new().name("pfn-signals".into()).spawn(move || {
-        let mut received = 0;
-        for signal in signals.forever() {
-            received += 1;
-            if received > 1 {
-                tracing::warn!(signal, "second signal: exiting without draining");
-                std::process::exit(130);
-            }
-            tracing::info!(signal, "signal received: draining");
-            on_signal.shutdown();
-        }
-    })?;
+    *lock(&running) = Some(handle.clone());
+    if stop_requested.load(Ordering::Acquire) {
+        handle.shutdown();
+    }
 
     let stopping_since = Instant::now();
     let summary = worker.run();

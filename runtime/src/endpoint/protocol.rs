@@ -98,7 +98,7 @@ impl Header {
 /// A consumed message as a JSON line.
 #[derive(Debug, Serialize)]
 pub struct ConsumedJson<'a> {
-    pub message_id: u64,
+    pub message_id: String,
     pub topic: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'a str>,
@@ -115,7 +115,7 @@ impl<'a> ConsumedJson<'a> {
     pub fn new(delivery: &'a Delivery) -> Self {
         let message = &delivery.message;
         Self {
-            message_id: delivery.message_id,
+            message_id: delivery.message_id.to_string(),
             topic: &delivery.topic,
             key: message.key.as_deref(),
             properties: message.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),

@@ -18,7 +18,7 @@ use super::protocol::{ConsumedJson, Header, Request, SubscriptionStats, TopicSta
 use crate::{
     io::{
         lines::{Envelope, InputFormat, OutputFormat},
-        transport::{Delivery, DeliveryTag, Message, Transport, TransportError},
+        transport::{Delivery, DeliveryTag, Message, SubscriptionRequest, Transport, TransportError},
     },
     worker::{Outcome, WorkerHandle},
 };
@@ -139,7 +139,8 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
             write_header(&mut out, &header)
         }
         Request::Consume { topic, subscription, subscription_type, count, idle_timeout_ms, format } => {
-            let source = match Arc::clone(&worker.broker).subscribe(&[topic], &subscription, subscription_type) {
+            let request = SubscriptionRequest::new(vec![topic], subscription, subscription_type);
+            let source = match Arc::clone(&worker.broker).subscribe(&request) {
                 Ok(source) => source,
                 Err(error) => return write_header(&mut out, &Header::error(error)),
             };

@@ -23,7 +23,9 @@ use std::{
 
 use self::subscription::Subscription;
 pub use self::subscription::SubscriptionCounts;
-use super::transport::{Delivery, DeliveryTag, Message, Sink, Source, SubscriptionType, Transport, TransportError};
+use super::transport::{
+    Delivery, DeliveryTag, Message, Sink, Source, SubscriptionRequest, SubscriptionType, Transport, TransportError,
+};
 use crate::sync::{Notify, lock};
 
 /// Tags carry the index of the consumer's subscription in their top 16 bits.
@@ -145,14 +147,13 @@ impl Sink for EmbeddedBroker {
 }
 
 impl Transport for Arc<EmbeddedBroker> {
-    fn subscribe(
-        &self,
-        topics: &[String],
-        subscription: &str,
-        kind: SubscriptionType,
-    ) -> Result<Arc<dyn Source>, TransportError> {
-        let subscriptions =
-            topics.iter().map(|topic| self.subscription(topic, subscription, kind)).collect::<Result<Vec<_>, _>>()?;
+    /// Embedded topics are named exactly: a `topics_pattern` matches nothing here.
+    fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError> {
+        let subscriptions = request
+            .topics
+            .iter()
+            .map(|topic| self.subscription(topic, &request.subscription, request.kind))
+            .collect::<Result<Vec<_>, _>>()?;
         let consumer = EmbeddedConsumer {
             broker: Arc::clone(self),
             id: self.next_consumer.fetch_add(1, Ordering::Relaxed),

@@ -31,6 +31,74 @@ impl Message {
     }
 }
 
+/// A message's id on its topic: a sequence number on embedded topics, Pulsar's
+/// `ledger:entry:partition:batch_index` on Pulsar topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageId {
+    Sequence(u64),
+    Ledger { ledger: u64, entry: u64, partition: i32, batch_index: i32 },
+}
+
+impl MessageId {
+    /// The id as three words, for storing in atomics.
+    pub fn to_words(self) -> [u64; 3] {
+        match self {
+            Self::Sequence(number) => [number, u64::MAX, 0],
+            Self::Ledger { ledger, entry, partition, batch_index } => {
+                [ledger, entry, (u64::from(partition as u32) << 32) | u64::from(batch_index as u32)]
+            }
+        }
+    }
+
+    /// The id that [`MessageId::to_words`] gave `words` for.
+    pub fn from_words([first, second, third]: [u64; 3]) -> Self {
+        if second == u64::MAX {
+            return Self::Sequence(first);
+        }
+        Self::Ledger { ledger: first, entry: second, partition: (third >> 32) as i32, batch_index: third as i32 }
+    }
+}
+
+/// Formats message ids without allocating for each one.
+#[derive(Default)]
+pub struct MessageIdText {
+    numbers: itoa::Buffer,
+    text: String,
+}
+
+impl fmt::Debug for MessageIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageIdText").finish_non_exhaustive()
+    }
+}
+
+impl MessageIdText {
+    /// `id` as text, valid until the next call.
+    pub fn format(&mut self, id: MessageId) -> &str {
+        match id {
+            MessageId::Sequence(number) => self.numbers.format(number),
+            ledger => {
+                use std::fmt::Write;
+                self.text.clear();
+                // Writing into a String cannot fail.
+                let _ = write!(self.text, "{ledger}");
+                &self.text
+            }
+        }
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sequence(number) => write!(f, "{number}"),
+            Self::Ledger { ledger, entry, partition, batch_index } => {
+                write!(f, "{ledger}:{entry}:{partition}:{batch_index}")
+            }
+        }
+    }
+}
+
 /// The transport's handle on one delivery, used to acknowledge it.
 pub type DeliveryTag = u64;
 
@@ -39,7 +107,7 @@ pub type DeliveryTag = u64;
 pub struct Delivery {
     pub tag: DeliveryTag,
     /// The message's id on its topic.
-    pub message_id: u64,
+    pub message_id: MessageId,
     pub topic: Arc<str>,
     pub message: Arc<Message>,
     /// How many times this message was delivered before.
@@ -108,13 +176,43 @@ pub trait Sink: Send + Sync + fmt::Debug {
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError>;
 }
 
+/// Where a new subscription starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionPosition {
+    /// At messages published after it is created.
+    #[default]
+    Latest,
+    /// At the oldest message the topic still holds.
+    Earliest,
+}
+
+/// What a consumer joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRequest {
+    pub topics: Vec<String>,
+    /// A regular expression over topic names, read as well as `topics` (broker transports).
+    pub topics_pattern: Option<String>,
+    pub subscription: String,
+    pub kind: SubscriptionType,
+    pub position: SubscriptionPosition,
+}
+
+impl SubscriptionRequest {
+    /// A request for `topics` on `subscription` of `kind`, reading new messages.
+    pub fn new(topics: Vec<String>, subscription: impl Into<String>, kind: SubscriptionType) -> Self {
+        Self {
+            topics,
+            topics_pattern: None,
+            subscription: subscription.into(),
+            kind,
+            position: SubscriptionPosition::Latest,
+        }
+    }
+}
+
 /// A transport: where subscriptions and topics come from.
 pub trait Transport: Sink {
-    /// Joins subscription `subscription` of every topic in `topics` as a new consumer.
-    fn subscribe(
-        &self,
-        topics: &[String],
-        subscription: &str,
-        kind: SubscriptionType,
-    ) -> Result<Arc<dyn Source>, TransportError>;
+    /// Joins the subscription `request` names as a new consumer.
+    fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError>;
 }

@@ -9,7 +9,7 @@ use std::sync::{
 use super::stats::InstanceStats;
 use crate::{
     instance::PluginInstance,
-    io::transport::{Delivery, DeliveryTag, Source},
+    io::transport::{Delivery, DeliveryTag, MessageId, Source},
     sync::lock,
 };
 
@@ -83,7 +83,7 @@ pub(super) struct CallWatch {
     sequence: AtomicU64,
     next: AtomicU64,
     tag: AtomicU64,
-    message_id: AtomicU64,
+    message_id: [AtomicU64; 3],
     redelivery_count: AtomicU32,
 }
 
@@ -92,14 +92,16 @@ pub(super) struct CallWatch {
 pub(super) struct CallInProgress {
     pub sequence: u64,
     pub tag: DeliveryTag,
-    pub message_id: u64,
+    pub message_id: MessageId,
     pub redelivery_count: u32,
 }
 
 impl CallWatch {
     pub fn enter(&self, delivery: &Delivery) {
         self.tag.store(delivery.tag, Ordering::Relaxed);
-        self.message_id.store(delivery.message_id, Ordering::Relaxed);
+        for (word, value) in self.message_id.iter().zip(delivery.message_id.to_words()) {
+            word.store(value, Ordering::Relaxed);
+        }
         self.redelivery_count.store(delivery.redelivery_count, Ordering::Relaxed);
         let sequence = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.sequence.store(sequence, Ordering::Release);
@@ -115,7 +117,7 @@ impl CallWatch {
         (sequence != 0).then(|| CallInProgress {
             sequence,
             tag: self.tag.load(Ordering::Relaxed),
-            message_id: self.message_id.load(Ordering::Relaxed),
+            message_id: MessageId::from_words(self.message_id.each_ref().map(|word| word.load(Ordering::Relaxed))),
             redelivery_count: self.redelivery_count.load(Ordering::Relaxed),
         })
     }

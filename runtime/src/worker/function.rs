@@ -15,7 +15,7 @@ use super::{
     watchdog::Watched,
 };
 use crate::{
-    config::FunctionSpec,
+    config::{FunctionSpec, ProcessingGuarantees},
     context::FunctionIdentity,
     instance::{InitError, PluginInstance},
     io::transport::{Sink, Transport, TransportError},
@@ -111,6 +111,8 @@ pub enum StartError {
 /// What every function's instances are wired to.
 #[derive(Debug, Clone)]
 pub(super) struct Wiring {
+    /// Whether the functions' topics are on Pulsar (else embedded).
+    pub on_pulsar: bool,
     pub transport: Arc<dyn Transport>,
     pub sink: Arc<dyn Sink>,
     pub outcomes: Arc<Outcomes>,
@@ -144,10 +146,18 @@ impl FunctionRunner {
     ) -> Result<(Self, Vec<Watched>), StartError> {
         let spec = &shared.spec;
         let fqfn = shared.fqfn.clone();
-        if spec.topics_pattern.is_some() {
+        if spec.topics_pattern.is_some() && !wiring.on_pulsar {
             return Err(StartError::Unsupported {
                 fqfn,
                 reason: "topics_pattern needs the Pulsar transport; the embedded one takes `inputs`".into(),
+            });
+        }
+        if spec.processing_guarantees == ProcessingGuarantees::EffectivelyOnce && wiring.on_pulsar {
+            return Err(StartError::Unsupported {
+                fqfn,
+                reason: "effectively_once needs producer sequence ids for broker deduplication, which the \
+                         pulsar crate does not let a producer set; use at_least_once"
+                    .into(),
             });
         }
         let instances = instantiate_all(spec, &plugin)?;
@@ -167,7 +177,7 @@ impl FunctionRunner {
         for (id, instance) in (0..).zip(instances) {
             let source = wiring
                 .transport
-                .subscribe(&spec.inputs, &spec.subscription(), spec.subscription_type())
+                .subscribe(&spec.subscription_request())
                 .map_err(|source| StartError::Subscribe { fqfn: fqfn.clone(), source })?;
             let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version));
             if let Some(timeout_ms) = spec.timeout_ms {

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     config::ProcessingGuarantees,
     instance::{CallError, PluginInstance},
-    io::transport::{Delivery, DeliveryTag, Message, Sink, TransportError},
+    io::transport::{Delivery, DeliveryTag, Message, MessageIdText, Sink, TransportError},
     sync::lock,
 };
 
@@ -154,7 +154,7 @@ impl InstanceLoop {
             let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
             self.control.source.ack(&tags);
         }
-        let mut ids = itoa::Buffer::new();
+        let mut ids = MessageIdText::default();
         for delivery in &batch {
             if self.control.swap_ready.load(Ordering::Acquire) {
                 self.take_swap();
@@ -250,7 +250,7 @@ impl InstanceLoop {
             }
             Settled::Failed(error) => {
                 self.counts.user_exceptions += 1;
-                tracing::debug!(message_id = delivery.message_id, %error, "call failed");
+                tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
                 if delivery.redelivery_count >= self.settings.max_message_retries {
                     self.dead_letter(delivery, error.kind.as_str(), &error.message);
                 } else {

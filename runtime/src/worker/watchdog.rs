@@ -70,7 +70,7 @@ impl Watched {
         tracing::warn!(
             fqfn = %self.fqfn,
             instance = control.id,
-            message_id = call.message_id,
+            message_id = %call.message_id,
             timeout_ms,
             "call timed out; message failed and redelivered per policy; instance unhealthy until the call returns"
         );

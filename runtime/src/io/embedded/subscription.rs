@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    io::transport::{Delivery, DeliveryTag, Message, SubscriptionType},
+    io::transport::{Delivery, DeliveryTag, Message, MessageId, SubscriptionType},
     sync::{Notify, lock},
 };
 
@@ -181,7 +181,7 @@ impl Subscription {
             *next_tag += 1;
             into.push(Delivery {
                 tag: tag_base | *next_tag,
-                message_id: pending.message_id,
+                message_id: MessageId::Sequence(pending.message_id),
                 topic: Arc::clone(&self.topic),
                 message: Arc::clone(&pending.message),
                 redelivery_count: pending.redelivery_count,

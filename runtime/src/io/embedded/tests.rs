@@ -24,7 +24,9 @@ fn text(delivery: &Delivery) -> String {
 fn a_topic_without_subscriptions_keeps_nothing() {
     let broker = EmbeddedBroker::new();
     publish(&broker, "t", [(None, "early".to_owned())]);
-    let source = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     publish(&broker, "t", [(None, "late".to_owned())]);
     let got: Vec<String> = drain(source.as_ref(), 10).iter().map(text).collect();
     assert_eq!(got, ["late"]);
@@ -34,8 +36,12 @@ fn a_topic_without_subscriptions_keeps_nothing() {
 #[test]
 fn shared_gives_each_message_to_one_consumer() {
     let broker = EmbeddedBroker::new();
-    let a = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
-    let b = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let a = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
+    let b = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     publish(&broker, "t", (0..100).map(|n| (None, n.to_string())));
     let mut seen = Vec::new();
     let mut per_consumer = [0, 0];
@@ -58,8 +64,13 @@ fn shared_gives_each_message_to_one_consumer() {
 #[test]
 fn key_shared_keeps_a_key_on_one_consumer_in_order() {
     let broker = EmbeddedBroker::new();
-    let consumers: Vec<_> =
-        (0..3).map(|_| broker.subscribe(&["t".into()], "s", SubscriptionType::KeyShared).expect("subscribe")).collect();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            broker
+                .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::KeyShared))
+                .expect("subscribe")
+        })
+        .collect();
     let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
     publish(&broker, "t", (0..400).map(|n| (Some(keys[n % keys.len()]), n.to_string())));
     let mut owner: HashMap<String, usize> = HashMap::new();
@@ -78,7 +89,9 @@ fn key_shared_keeps_a_key_on_one_consumer_in_order() {
 #[test]
 fn a_nack_redelivers_with_a_count_and_a_reason() {
     let broker = EmbeddedBroker::new();
-    let source = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     publish(&broker, "t", [(None, "x".to_owned())]);
     let first = drain(source.as_ref(), 10);
     source.nack(first[0].tag, Duration::ZERO, "panic");
@@ -93,7 +106,9 @@ fn a_nack_redelivers_with_a_count_and_a_reason() {
 #[test]
 fn a_delayed_nack_waits_out_its_delay() {
     let broker = EmbeddedBroker::new();
-    let source = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     publish(&broker, "t", [(None, "x".to_owned())]);
     let first = drain(source.as_ref(), 10);
     source.nack(first[0].tag, Duration::from_secs(3600), "error");
@@ -104,11 +119,15 @@ fn a_delayed_nack_waits_out_its_delay() {
 #[test]
 fn a_detached_consumer_hands_back_what_it_held() {
     let broker = EmbeddedBroker::new();
-    let stuck = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let stuck = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     publish(&broker, "t", (0..4).map(|n| (None, n.to_string())));
     let held = drain(stuck.as_ref(), 10);
     assert!(!held.is_empty());
-    let other = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let other = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     stuck.detach();
     stuck.ack(&[held[0].tag]);
     let mut got: Vec<String> = drain(other.as_ref(), 10).iter().map(text).collect();
@@ -119,7 +138,9 @@ fn a_detached_consumer_hands_back_what_it_held() {
 #[test]
 fn one_consumer_reads_several_topics() {
     let broker = EmbeddedBroker::new();
-    let source = broker.subscribe(&["a".into(), "b".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["a".into(), "b".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     publish(&broker, "a", [(None, "from a".to_owned())]);
     publish(&broker, "b", [(None, "from b".to_owned())]);
     let deliveries = drain(source.as_ref(), 10);
@@ -134,14 +155,18 @@ fn one_consumer_reads_several_topics() {
 fn a_subscription_keeps_its_type() {
     let broker = EmbeddedBroker::new();
     broker.create_subscription("t", "s", SubscriptionType::Shared).expect("create");
-    let error = broker.subscribe(&["t".into()], "s", SubscriptionType::KeyShared).expect_err("type clash");
+    let error = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::KeyShared))
+        .expect_err("type clash");
     assert_eq!(error.to_string(), "subscription s on t is Shared, not Key_Shared");
 }
 
 #[test]
 fn closing_ends_every_receive() {
     let broker = EmbeddedBroker::new();
-    let source = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     broker.close();
     let mut into = Vec::new();
     assert_eq!(source.receive(1, Duration::from_secs(60), &mut into), Err(TransportError::Closed));
@@ -151,7 +176,9 @@ fn closing_ends_every_receive() {
 #[test]
 fn a_wake_ends_a_waiting_receive() {
     let broker = EmbeddedBroker::new();
-    let source = broker.subscribe(&["t".into()], "s", SubscriptionType::Shared).expect("subscribe");
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
     let waker = Arc::clone(&source);
     let thread = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
