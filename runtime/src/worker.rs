@@ -131,6 +131,16 @@ impl WorkerHandle {
         }
     }
 
+    /// The Pulsar transport's failure counters, when the functions run on Pulsar.
+    pub fn pulsar_stats(&self) -> Option<crate::endpoint::protocol::PulsarStats> {
+        let Topics::Pulsar(pulsar) = &self.topics else { return None };
+        let counters = pulsar.counters();
+        Some(crate::endpoint::protocol::PulsarStats {
+            consumer_failures: counters.consumer_failures.load(std::sync::atomic::Ordering::Relaxed),
+            producer_failures: counters.producer_failures.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
     /// Spec files that were refused, each with why.
     pub fn spec_errors(&self) -> &[String] {
         &self.spec_errors

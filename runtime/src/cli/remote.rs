@@ -102,6 +102,7 @@ pub fn functions(command: FunctionsCommand, socket: &Path) -> anyhow::Result<()>
             print_json(&serde_json::json!({
                 "functions": header.functions.unwrap_or_default(),
                 "spec_errors": header.spec_errors.unwrap_or_default(),
+                "pulsar": header.pulsar,
             }))
         }
     }

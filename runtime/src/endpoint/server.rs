@@ -166,6 +166,7 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
                 Ok(functions) => Header {
                     functions: Some(functions),
                     spec_errors: Some(worker.spec_errors().to_vec()),
+                    pulsar: worker.pulsar_stats(),
                     ..Header::ok()
                 },
                 Err(error) => Header::error(error),

@@ -4,6 +4,7 @@
 //! small tokio runtime and waits for it. See `docs/PULSAR.md` for the delivery semantics.
 
 mod entries;
+mod failures;
 mod producers;
 mod source;
 
@@ -58,6 +59,7 @@ pub(crate) struct PulsarClient {
     counters: Arc<PulsarCounters>,
     closed: AtomicBool,
     consumer_ids: AtomicU64,
+    failures: failures::Failures,
 }
 
 impl Drop for PulsarClient {
@@ -165,6 +167,7 @@ impl PulsarTransport {
             counters: Arc::default(),
             closed: AtomicBool::new(false),
             consumer_ids: AtomicU64::new(process_unique_seed()),
+            failures: failures::Failures::default(),
         };
         Ok(Self { client: Arc::new(client), producers: Producers::default() })
     }

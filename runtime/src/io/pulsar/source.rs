@@ -22,6 +22,7 @@ use tokio::sync::{Mutex, Notify};
 use super::{
     PulsarClient,
     entries::{Entries, EntryKey, Settle},
+    failures::FailureKey,
 };
 use crate::io::transport::{
     Delivery, DeliveryTag, Message, MessageId, Source, SubscriptionPosition, SubscriptionRequest, SubscriptionType,
@@ -37,9 +38,6 @@ const RECEIVER_QUEUE: u32 = 1000;
 
 type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
 
-/// A message key that survives redelivery: topic and full message id.
-type FailureKey = (Arc<str>, MessageId);
-
 #[derive(Debug)]
 struct Received {
     topic: Arc<str>,
@@ -54,8 +52,6 @@ struct Book {
     next_tag: DeliveryTag,
     in_flight: HashMap<DeliveryTag, Received>,
     entries: Entries,
-    /// Failures so far and the last reason, per message, until it is acknowledged.
-    failures: HashMap<FailureKey, (u32, Arc<str>)>,
     /// Negative acknowledgements waiting for their back-off.
     due: Vec<(Instant, Arc<str>, MessageIdData)>,
 }
@@ -158,6 +154,10 @@ impl PulsarSource {
         state.consumer.as_mut()
     }
 
+    fn failure_key(&self, topic: &Arc<str>, id: MessageId) -> FailureKey {
+        FailureKey { subscription: self.request.subscription.clone(), topic: Arc::clone(topic), id }
+    }
+
     /// Drops a consumer whose stream ended or failed; the broker redelivers what it held.
     fn lose_consumer(&self, state: &mut State, why: &str) {
         if state.consumer.take().is_some() {
@@ -221,7 +221,11 @@ impl PulsarSource {
         for item in items {
             match item {
                 Some(Ok(message)) => {
-                    into.push(state.book.deliver(message));
+                    into.push(
+                        state
+                            .book
+                            .deliver(message, |topic, id| self.client.failures.get(|| self.failure_key(topic, id))),
+                    );
                     taken += 1;
                 }
                 Some(Err(error)) => {
@@ -250,16 +254,10 @@ impl PulsarSource {
         let mut acks = Vec::new();
         for (tag, settle, reason) in settled {
             let Some(received) = state.book.in_flight.remove(&tag) else { continue };
-            let key = (Arc::clone(&received.topic), received.message_id);
-            match (settle, reason) {
-                (Settle::Ack, _) => {
-                    state.book.failures.remove(&key);
-                }
-                (Settle::Nack(_), reason) => {
-                    let failure = state.book.failures.entry(key).or_insert((0, Arc::from("")));
-                    failure.0 += 1;
-                    failure.1 = Arc::from(reason.unwrap_or("error: failed"));
-                }
+            let key = || self.failure_key(&received.topic, received.message_id);
+            match settle {
+                Settle::Ack => self.client.failures.forget(key),
+                Settle::Nack(_) => self.client.failures.record(key(), reason.unwrap_or("error: failed")),
             }
             match state.book.entries.settle(&received.entry, settle) {
                 Some(Settle::Ack) => acks.push((received.topic, received.id)),
@@ -278,7 +276,13 @@ impl PulsarSource {
 }
 
 impl Book {
-    fn deliver(&mut self, message: pulsar::consumer::Message<Vec<u8>>) -> Delivery {
+    /// Records `message` as in flight and makes its delivery; `failures` gives the message's
+    /// failures so far and the last reason.
+    fn deliver(
+        &mut self,
+        message: pulsar::consumer::Message<Vec<u8>>,
+        failures: impl Fn(&Arc<str>, MessageId) -> Option<(u32, Arc<str>)>,
+    ) -> Delivery {
         let pulsar::consumer::Message { topic, payload, message_id, .. } = message;
         let id = message_id.id;
         let topic: Arc<str> = Arc::from(topic);
@@ -292,10 +296,8 @@ impl Book {
         let entry = EntryKey { topic: Arc::clone(&topic), ledger: id.ledger_id, entry: id.entry_id, partition };
         let in_batch = u32::try_from(message_id.batch_size.unwrap_or(1)).unwrap_or(1);
         self.entries.received(&entry, in_batch);
-        let (redelivery_count, last_failure) = self
-            .failures
-            .get(&(Arc::clone(&topic), message_id_value))
-            .map_or((0, None), |(count, reason)| (*count, Some(Arc::clone(reason))));
+        let (redelivery_count, last_failure) =
+            failures(&topic, message_id_value).map_or((0, None), |(count, reason)| (count, Some(reason)));
         let metadata = payload.metadata;
         let message = Message {
             payload: payload.data,
