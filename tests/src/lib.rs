@@ -1,9 +1,19 @@
 //! Helpers shared by the end-to-end tests: where the built plugins, fixtures and the `pfn`
-//! binary are, and how to run `pfn`.
+//! binary are, and how to run `pfn`; a real Pulsar-protocol broker to run against.
 //!
 //! `scripts/build-plugins.sh` builds all of them once per test run (`scripts/test.sh` calls it
 //! first); these helpers only find them and say what to run when they are missing.
+//!
+//! # Layout
+//! - `fixtures`, `pfn_cli`, `worker`: the built artifacts, the `pfn` CLI, a running worker.
+//! - `broker`: pulsar-lite as a child process (`TestBroker`), installed by `scripts/setup.sh`.
+//! - `pulsar_client`: a blocking producer and consumer, as an external application.
+//! - `relay`: the relay the stock `pulsar` crate talks to pulsar-lite through, with fault
+//!   injection; `relay/frame.rs` holds the frame rewrite. docs/TESTING.md says why.
 
+pub mod broker;
 pub mod fixtures;
 pub mod pfn_cli;
+pub mod pulsar_client;
+pub mod relay;
 pub mod worker;

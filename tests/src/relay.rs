@@ -1,0 +1,324 @@
+//! A relay between the stock `pulsar` crate and pulsar-lite, with fault injection.
+//!
+//! pulsar-lite leaves the optional magic and CRC32C out of the MESSAGE frames it sends, and the
+//! `pulsar` crate reads those six bytes whether they are there or not, so it drops the
+//! connection on every message. The relay sits between the two: client→broker bytes pass
+//! unchanged, broker→client frames are read whole and MESSAGE frames get the checksum
+//! ([`frame::rewrite_broker_frame`]); lookup answers are pointed at the relay so that the client
+//! never connects to the broker directly.
+//!
+//! Plain threads, two per connection: the `pulsar` client opens one connection per broker
+//! address, so a test has a handful. Reads and writes are buffered, and the broker→client side
+//! flushes only when it has nothing more to read, so many small frames leave in one write.
+
+pub mod frame;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    io::{self, BufReader, BufWriter, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use self::frame::Rewrite;
+
+/// Buffer size of each direction.
+const BUFFER: usize = 256 << 10;
+
+/// How long the relay waits for the broker to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A relay listening on a loopback port, forwarding to one broker. Stops, closing every
+/// connection, when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// What the relay's threads share.
+#[derive(Debug)]
+struct Shared {
+    broker: SocketAddr,
+    /// `pulsar://127.0.0.1:PORT` of the relay, written into lookup answers.
+    url: String,
+    stop: AtomicBool,
+    refuse: AtomicBool,
+    /// Set while broker→client frames are held back; the flag is the fast path of `pause`.
+    paused: AtomicBool,
+    pause: Mutex<bool>,
+    resumed: Condvar,
+    connections: Mutex<HashMap<u64, Connection>>,
+    next_id: AtomicU64,
+    accepted: AtomicU64,
+    frames: AtomicU64,
+    checksums_inserted: AtomicU64,
+    lookups_redirected: AtomicU64,
+}
+
+/// What a relay has done so far, for tests that check it was in the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayStats {
+    /// Client connections relayed (refused ones not counted).
+    pub connections: u64,
+    /// Frames passed from the broker to clients.
+    pub frames: u64,
+    /// MESSAGE frames that got magic and checksum.
+    pub checksums_inserted: u64,
+    /// Lookup responses pointed at the relay.
+    pub lookups_redirected: u64,
+}
+
+/// The two sockets of one relayed connection (clones of the ones the pump threads use).
+#[derive(Debug)]
+struct Connection {
+    client: TcpStream,
+    broker: TcpStream,
+    cut: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Starts relaying from a fresh loopback port to `broker`.
+    pub fn start(broker: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            broker,
+            url: format!("pulsar://{addr}"),
+            stop: AtomicBool::new(false),
+            refuse: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            pause: Mutex::new(false),
+            resumed: Condvar::new(),
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            checksums_inserted: AtomicU64::new(0),
+            lookups_redirected: AtomicU64::new(0),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new().name("relay-accept".into()).spawn(move || accept_loop(&listener, &shared))?
+        };
+        Ok(Self { addr, shared, acceptor: Some(acceptor) })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service URL for a `pulsar` client: `pulsar://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.shared.url.clone()
+    }
+
+    /// The broker this relay forwards to.
+    pub fn broker(&self) -> SocketAddr {
+        self.shared.broker
+    }
+
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections().len()
+    }
+
+    /// What the relay has done so far.
+    pub fn stats(&self) -> RelayStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RelayStats {
+            connections: load(&self.shared.accepted),
+            frames: load(&self.shared.frames),
+            checksums_inserted: load(&self.shared.checksums_inserted),
+            lookups_redirected: load(&self.shared.lookups_redirected),
+        }
+    }
+
+    /// Closes every current connection, both sides at once, as a network fault would. New
+    /// connections are relayed again (unless [`Relay::refuse`] is set).
+    pub fn cut_all(&self) {
+        self.shared.cut_all();
+    }
+
+    /// Holds back broker→client frames while `paused` (receipts, messages, pongs alike), as a
+    /// stalled network would; client→broker bytes still flow. Held frames are delivered, in
+    /// order, when unpaused.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.set_paused(paused);
+    }
+
+    /// While `refuse` is set, new connections are accepted and closed at once, before any byte,
+    /// as a broker that is down; open connections are not affected.
+    pub fn refuse(&self, refuse: bool) {
+        self.shared.refuse.store(refuse, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.set_paused(false);
+        // Wakes the acceptor up from `accept`; it sees `stop` and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        self.shared.cut_all();
+    }
+}
+
+impl Shared {
+    fn connections(&self) -> MutexGuard<'_, HashMap<u64, Connection>> {
+        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cut_all(&self) {
+        let cut: Vec<Connection> = self.connections().drain().map(|(_, c)| c).collect();
+        for connection in &cut {
+            connection.cut.store(true, Ordering::SeqCst);
+            let _ = connection.client.shutdown(Shutdown::Both);
+            let _ = connection.broker.shutdown(Shutdown::Both);
+        }
+        // Pumps waiting in a pause see their `cut` flag.
+        let _guard = self.pause.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.resumed.notify_all();
+    }
+
+    /// Removes and shuts down connection `id`, if it is still there.
+    fn close(&self, id: u64) {
+        if let Some(connection) = self.connections().remove(&id) {
+            let _ = connection.client.shutdown(Shutdown::Both);
+            let _ = connection.broker.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn set_paused(&self, paused: bool) {
+        let mut guard = self.pause.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = paused;
+        self.paused.store(paused, Ordering::SeqCst);
+        self.resumed.notify_all();
+    }
+
+    /// Blocks while paused, unless the connection is cut or the relay stops.
+    fn wait_while_paused(&self, cut: &AtomicBool) {
+        let mut guard = self.pause.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *guard && !cut.load(Ordering::SeqCst) && !self.stop.load(Ordering::SeqCst) {
+            guard = self.resumed.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    for client in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        if shared.refuse.load(Ordering::SeqCst) {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
+        // A broker that is down closes the client's connection, as connecting to it would fail.
+        let Ok(broker) = TcpStream::connect_timeout(&shared.broker, CONNECT_TIMEOUT) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        if let Err(e) = relay_connection(client, broker, shared) {
+            eprintln!("relay: could not start relaying a connection: {e}");
+        }
+    }
+}
+
+/// Registers one connection and starts its two pump threads.
+fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    broker.set_nodelay(true)?;
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let cut = Arc::new(AtomicBool::new(false));
+    let entry = Connection { client: client.try_clone()?, broker: broker.try_clone()?, cut: Arc::clone(&cut) };
+    let (up_client, up_broker) = (client.try_clone()?, broker.try_clone()?);
+    shared.connections().insert(id, entry);
+    shared.accepted.fetch_add(1, Ordering::Relaxed);
+
+    let up = {
+        let shared = Arc::clone(shared);
+        move || {
+            let _ = pump_up(up_client, up_broker);
+            shared.close(id);
+        }
+    };
+    let down = {
+        let shared = Arc::clone(shared);
+        move || {
+            if let Err(e) = pump_down(broker, client, &shared, &cut)
+                && !cut.load(Ordering::SeqCst)
+                && e.kind() == io::ErrorKind::InvalidData
+            {
+                eprintln!("relay: connection {id}: broker sent a frame the relay cannot read: {e}");
+            }
+            shared.close(id);
+        }
+    };
+    let spawned = thread::Builder::new()
+        .name(format!("relay-up-{id}"))
+        .spawn(up)
+        .and_then(|_| thread::Builder::new().name(format!("relay-down-{id}")).spawn(down));
+    if spawned.is_err() {
+        shared.close(id);
+    }
+    spawned.map(drop)
+}
+
+/// Client→broker: bytes pass unchanged, each read leaving in one write.
+fn pump_up(mut client: TcpStream, mut broker: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0_u8; BUFFER];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => broker.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Broker→client: whole frames, rewritten by [`frame::rewrite_broker_frame`], flushed when no
+/// more input is buffered.
+fn pump_down(broker: TcpStream, client: TcpStream, shared: &Shared, cut: &AtomicBool) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(BUFFER, broker);
+    let mut writer = BufWriter::with_capacity(BUFFER, client);
+    let mut buf = Vec::with_capacity(4096);
+    while frame::read_frame(&mut reader, &mut buf)? {
+        match frame::rewrite_broker_frame(&mut buf, &shared.url)? {
+            Rewrite::Unchanged => {}
+            Rewrite::ChecksumInserted => {
+                shared.checksums_inserted.fetch_add(1, Ordering::Relaxed);
+            }
+            Rewrite::LookupRedirected => {
+                shared.lookups_redirected.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        shared.frames.fetch_add(1, Ordering::Relaxed);
+        if shared.paused.load(Ordering::SeqCst) {
+            writer.flush()?;
+            shared.wait_while_paused(cut);
+            if cut.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+        }
+        writer.write_all(&buf)?;
+        if reader.buffer().is_empty() {
+            writer.flush()?;
+        }
+    }
+    writer.flush()
+}

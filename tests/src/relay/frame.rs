@@ -1,0 +1,259 @@
+//! Pulsar wire frames: reading them off a stream, encoding a command, and the two rewrites the
+//! relay makes on the way from pulsar-lite to the client.
+//!
+//! A frame is `[u32 total size][u32 command size][BaseCommand]`, and for the payload commands
+//! (MESSAGE, SEND) `[u16 magic 0x0e01][u32 CRC32C][u32 metadata size][metadata][payload]` after
+//! it, the checksum covering everything after itself. Integers are big-endian; the total size
+//! counts everything after its own field. The magic and checksum are optional in the protocol,
+//! pulsar-lite leaves them out, and the `pulsar` crate reads the six bytes after the command as
+//! magic and checksum whether they are there or not.
+
+use std::io::{self, Read};
+
+use prost::Message as _;
+use pulsar::proto::{BaseCommand, base_command::Type};
+
+/// The magic number that announces a CRC32C checksum in a payload frame.
+pub const MAGIC_CRC32C: u16 = 0x0e01;
+
+/// Frames above this size are refused as garbage (pulsar-lite's own limit is 5 MiB).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// What [`rewrite_broker_frame`] did to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Passed on byte for byte.
+    Unchanged,
+    /// A MESSAGE frame that got the magic and checksum inserted.
+    ChecksumInserted,
+    /// A lookup response now pointing at the relay.
+    LookupRedirected,
+}
+
+/// Reads one whole frame, size field included, into `frame` (replacing its contents).
+/// Returns `Ok(false)` on a clean end of stream before the frame's first byte.
+pub fn read_frame(reader: &mut impl Read, frame: &mut Vec<u8>) -> io::Result<bool> {
+    let mut size = [0_u8; 4];
+    match reader.read_exact(&mut size) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let total = u32::from_be_bytes(size) as usize;
+    if !(4..=MAX_FRAME).contains(&total) {
+        return Err(invalid(format!("frame of {total} bytes")));
+    }
+    frame.clear();
+    frame.extend_from_slice(&size);
+    frame.resize(4 + total, 0);
+    reader.read_exact(&mut frame[4..])?;
+    Ok(true)
+}
+
+/// Encodes `command` as a frame without payload.
+pub fn encode_command(command: &BaseCommand) -> Vec<u8> {
+    let size = command.encoded_len();
+    let mut frame = Vec::with_capacity(8 + size);
+    frame.extend_from_slice(&(size as u32 + 4).to_be_bytes());
+    frame.extend_from_slice(&(size as u32).to_be_bytes());
+    // Encoding into a Vec cannot run out of space.
+    let _ = command.encode(&mut frame);
+    frame
+}
+
+/// Decodes the command of a whole frame (size field included).
+pub fn decode_command(frame: &[u8]) -> io::Result<BaseCommand> {
+    let (command, _) = split(frame)?;
+    BaseCommand::decode(command).map_err(|e| invalid(format!("command: {e}")))
+}
+
+/// Rewrites, in place, one frame the broker sent so that the stock `pulsar` crate takes it:
+/// MESSAGE frames without the magic get the magic and CRC32C inserted; lookup responses get
+/// `relay_url` as their broker URL. Everything else is left as it is.
+pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str) -> io::Result<Rewrite> {
+    let (command, payload) = split(frame)?;
+    let Some(kind) = command_type(command) else {
+        return Ok(Rewrite::Unchanged);
+    };
+    if kind == Type::Message as i32 {
+        if payload.is_empty() || payload.starts_with(&MAGIC_CRC32C.to_be_bytes()) {
+            return Ok(Rewrite::Unchanged);
+        }
+        insert_checksum(frame);
+        return Ok(Rewrite::ChecksumInserted);
+    }
+    if kind == Type::LookupResponse as i32 {
+        let mut command = decode_command(frame)?;
+        let Some(lookup) = command.lookup_topic_response.as_mut() else {
+            return Ok(Rewrite::Unchanged);
+        };
+        if lookup.broker_service_url.is_none() {
+            return Ok(Rewrite::Unchanged);
+        }
+        lookup.broker_service_url = Some(relay_url.to_owned());
+        *frame = encode_command(&command);
+        return Ok(Rewrite::LookupRedirected);
+    }
+    Ok(Rewrite::Unchanged)
+}
+
+/// Inserts magic and checksum in front of the payload part of a MESSAGE frame, whose
+/// `[u32 metadata size][metadata][payload]` is then exactly what the checksum covers.
+fn insert_checksum(frame: &mut Vec<u8>) {
+    let payload_start = 8 + command_size(frame);
+    let crc = crc32c::crc32c(&frame[payload_start..]);
+    let mut header = [0_u8; 6];
+    header[..2].copy_from_slice(&MAGIC_CRC32C.to_be_bytes());
+    header[2..].copy_from_slice(&crc.to_be_bytes());
+    frame.splice(payload_start..payload_start, header);
+    let total = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&total.to_be_bytes());
+}
+
+/// The command bytes and what follows them (the payload part, empty for most commands).
+fn split(frame: &[u8]) -> io::Result<(&[u8], &[u8])> {
+    if frame.len() < 8 {
+        return Err(invalid(format!("frame of {} bytes has no command size", frame.len())));
+    }
+    let size = command_size(frame);
+    let rest = &frame[8..];
+    if size > rest.len() {
+        return Err(invalid(format!("command of {size} bytes in a frame of {}", frame.len())));
+    }
+    Ok(rest.split_at(size))
+}
+
+fn command_size(frame: &[u8]) -> usize {
+    u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize
+}
+
+/// The `type` field of an encoded `BaseCommand` without decoding the rest: encoders write the
+/// required field 1 first (tag byte 0x08, then a varint). Falls back to a full decode.
+fn command_type(command: &[u8]) -> Option<i32> {
+    if let Some((&0x08, rest)) = command.split_first() {
+        let mut value: u64 = 0;
+        for (i, &byte) in rest.iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return i32::try_from(value).ok();
+            }
+        }
+    }
+    BaseCommand::decode(command).ok().map(|c| c.r#type)
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use pulsar::proto::{CommandLookupTopicResponse, CommandMessage, MessageIdData, MessageMetadata};
+
+    use super::*;
+
+    fn message_frame(with_checksum: bool) -> (Vec<u8>, Vec<u8>) {
+        let command = BaseCommand {
+            r#type: Type::Message as i32,
+            message: Some(CommandMessage {
+                consumer_id: 7,
+                message_id: MessageIdData { ledger_id: 1, entry_id: 2, ..Default::default() },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let metadata = MessageMetadata {
+            producer_name: "p".into(),
+            sequence_id: 3,
+            publish_time: 4,
+            partition_key: Some("key-3".into()),
+            ..Default::default()
+        };
+        let mut covered = Vec::new();
+        covered.extend_from_slice(&(metadata.encoded_len() as u32).to_be_bytes());
+        metadata.encode(&mut covered).expect("encode metadata");
+        covered.extend_from_slice(b"payload bytes");
+        let mut frame = encode_command(&command);
+        if with_checksum {
+            frame.extend_from_slice(&MAGIC_CRC32C.to_be_bytes());
+            frame.extend_from_slice(&crc32c::crc32c(&covered).to_be_bytes());
+        }
+        frame.extend_from_slice(&covered);
+        let total = (frame.len() - 4) as u32;
+        frame[..4].copy_from_slice(&total.to_be_bytes());
+        (frame, covered)
+    }
+
+    #[test]
+    fn message_without_magic_gets_magic_and_crc32c() {
+        let (mut frame, covered) = message_frame(false);
+        let before = frame.clone();
+        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:1").expect("rewrite");
+        assert_eq!(rewrite, Rewrite::ChecksumInserted);
+        assert_eq!(frame.len(), before.len() + 6);
+        let total = u32::from_be_bytes(frame[..4].try_into().expect("4 bytes")) as usize;
+        assert_eq!(total, frame.len() - 4, "total size counts everything after itself");
+        assert_eq!(total, u32::from_be_bytes(before[..4].try_into().expect("4 bytes")) as usize + 6);
+        let start = 8 + command_size(&frame);
+        assert_eq!(frame[4..start], before[4..start], "command untouched");
+        assert_eq!(frame[start..start + 2], [0x0e, 0x01]);
+        let crc = u32::from_be_bytes(frame[start + 2..start + 6].try_into().expect("4 bytes"));
+        assert_eq!(crc, crc32c::crc32c(&covered));
+        assert_eq!(frame[start + 6..], covered[..]);
+        // The same frame with the checksum built by hand is what came out.
+        assert_eq!(frame, message_frame(true).0);
+    }
+
+    #[test]
+    fn message_with_magic_is_untouched() {
+        let (mut frame, _) = message_frame(true);
+        let before = frame.clone();
+        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:1").expect("rewrite");
+        assert_eq!(rewrite, Rewrite::Unchanged);
+        assert_eq!(frame, before);
+    }
+
+    #[test]
+    fn lookup_response_points_at_the_relay() {
+        let command = BaseCommand {
+            r#type: Type::LookupResponse as i32,
+            lookup_topic_response: Some(CommandLookupTopicResponse {
+                broker_service_url: Some("pulsar://127.0.0.1:6650".into()),
+                request_id: 9,
+                authoritative: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut frame = encode_command(&command);
+        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:4242").expect("rewrite");
+        assert_eq!(rewrite, Rewrite::LookupRedirected);
+        let decoded = decode_command(&frame).expect("decode");
+        let lookup = decoded.lookup_topic_response.expect("lookup response");
+        assert_eq!(lookup.broker_service_url.as_deref(), Some("pulsar://127.0.0.1:4242"));
+        assert_eq!((lookup.request_id, lookup.authoritative), (9, Some(true)));
+    }
+
+    #[test]
+    fn other_commands_pass_byte_for_byte() {
+        let command = BaseCommand { r#type: Type::Ping as i32, ping: Some(Default::default()), ..Default::default() };
+        let mut frame = encode_command(&command);
+        let before = frame.clone();
+        assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1").expect("rewrite"), Rewrite::Unchanged);
+        assert_eq!(frame, before);
+    }
+
+    #[test]
+    fn read_frame_reads_whole_frames_and_stops_cleanly() {
+        let (one, _) = message_frame(false);
+        let two = encode_command(&BaseCommand { r#type: Type::Pong as i32, ..Default::default() });
+        let stream = [one.clone(), two.clone()].concat();
+        let mut reader = &stream[..];
+        let mut frame = Vec::new();
+        assert!(read_frame(&mut reader, &mut frame).expect("first"));
+        assert_eq!(frame, one);
+        assert!(read_frame(&mut reader, &mut frame).expect("second"));
+        assert_eq!(frame, two);
+        assert!(!read_frame(&mut reader, &mut frame).expect("end"));
+    }
+}
