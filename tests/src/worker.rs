@@ -71,6 +71,11 @@ impl RunningWorker {
         worker
     }
 
+    /// The worker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Pins `source` as `name` in a staging directory, then puts its manifest and, by rename,
     /// the library into the plugins directory, so the worker never sees a partial file.
     pub fn install_plugin(&self, source: &Path, name: &str) {

@@ -20,7 +20,7 @@ use crate::{
     endpoint::{default_socket, server::Endpoint},
     io::{
         embedded::EmbeddedBroker,
-        pulsar::{PulsarSettings, PulsarTransport},
+        pulsar::{ConnectError, PulsarSettings, PulsarTransport},
     },
     loader::Loader,
     sync::lock,
@@ -117,8 +117,16 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
                 tls_trust_certs: args.tls_trust_certs.clone(),
                 tls_allow_insecure: args.tls_allow_insecure,
             };
-            let pulsar = PulsarTransport::connect(&settings, || stop_requested.load(Ordering::Acquire))?;
-            Topics::Pulsar(Arc::new(pulsar))
+            match PulsarTransport::connect(&settings, || stop_requested.load(Ordering::Acquire)) {
+                Ok(pulsar) => Topics::Pulsar(Arc::new(pulsar)),
+                Err(ConnectError::Stopped { url }) => {
+                    tracing::info!(%url, "stopped before Pulsar could be reached");
+                    signals_handle.close();
+                    let _ = signal_thread.join();
+                    return Ok(());
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     };
     let worker = Worker::new(options, loader, EmbeddedBroker::new(), topics)?;
