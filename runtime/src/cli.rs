@@ -37,7 +37,8 @@ pub enum Command {
     /// Look at and pin plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Run every function of a directory on embedded topics, reloading plugins as they change.
+    /// Run every function of a directory (on embedded topics, or Pulsar with --pulsar-url),
+    /// reloading plugins as they change.
     Worker(worker::WorkerArgs),
     /// Trigger functions and look at their status in a running worker.
     Functions {

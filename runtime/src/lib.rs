@@ -6,9 +6,11 @@
 //! - [`loader`]: opening a plugin file from a private copy and checking its module.
 //! - [`instance`]: a live instance of a plugin's function and the call into it.
 //! - [`context`]: the host side of the context vtable a plugin calls back into.
-//! - [`io`]: sources and sinks (lines from files or stdin, the dead-letter file).
+//! - [`io`]: sources and sinks (the embedded and Pulsar transports, lines from files or stdin,
+//!   the dead-letter file).
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
-//! - [`worker`]: `pfn worker`, every function of a directory on embedded topics, with hot reload.
+//! - [`worker`]: `pfn worker`, every function of a directory on embedded topics or Pulsar, with
+//!   hot reload.
 //! - [`sync`]: locking and wake-up helpers for the worker's threads.
 //! - [`resources`]: what the process has used (peak memory).
 //! - [`endpoint`]: the worker's local Unix-socket endpoint and its client.

@@ -25,22 +25,33 @@ impl Sha256Digest {
         Self(Sha256::digest(bytes).into())
     }
 
-    /// Reads the whole file at `path` in small chunks, hashing as it goes, and returns its
-    /// bytes with their digest. Small reads keep each system call short, so a large plugin
-    /// read on a busy machine does not hold a CPU that a function instance is waiting for.
+    /// Reads the whole file at `path` and returns its bytes with their digest.
     pub fn read_file(path: &Path) -> std::io::Result<(Vec<u8>, Self)> {
-        let mut file = std::fs::File::open(path)?;
-        let length = file.metadata()?.len();
+        let length = std::fs::metadata(path)?.len();
         let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+        let digest = Self::hash_file(path, |chunk| bytes.extend_from_slice(chunk))?;
+        Ok((bytes, digest))
+    }
+
+    /// The digest of the file at `path`, read without keeping it.
+    pub fn of_file(path: &Path) -> std::io::Result<Self> {
+        Self::hash_file(path, |_| {})
+    }
+
+    /// Reads `path` in chunks of [`IO_CHUNK`], hashing each and handing it to `each`. Small
+    /// reads keep each system call short, so a large plugin read on a busy machine does not hold
+    /// a CPU that a function instance is waiting for.
+    fn hash_file(path: &Path, mut each: impl FnMut(&[u8])) -> std::io::Result<Self> {
+        let mut file = std::fs::File::open(path)?;
         let mut hasher = Sha256::new();
         let mut chunk = vec![0; IO_CHUNK];
         loop {
             let read = std::io::Read::read(&mut file, &mut chunk)?;
             if read == 0 {
-                return Ok((bytes, Self(hasher.finalize().into())));
+                return Ok(Self(hasher.finalize().into()));
             }
             hasher.update(&chunk[..read]);
-            bytes.extend_from_slice(&chunk[..read]);
+            each(&chunk[..read]);
         }
     }
 

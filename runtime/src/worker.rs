@@ -1,5 +1,6 @@
-//! `pfn worker`: runs every function spec of a directory on the embedded transport, watches the
-//! plugins directory, and swaps in higher plugin versions while the functions run.
+//! `pfn worker`: runs every function spec of a directory on embedded topics or on Pulsar
+//! ([`Topics`]), watches the plugins directory, and swaps in higher plugin versions while the
+//! functions run.
 //!
 //! One thread per function instance runs the per-message loop ([`instance_loop`]); this
 //! module's coordinator thread starts functions, scans the plugins directory, and handles
@@ -136,8 +137,8 @@ impl WorkerHandle {
         let Topics::Pulsar(pulsar) = &self.topics else { return None };
         let counters = pulsar.counters();
         Some(crate::endpoint::protocol::PulsarStats {
-            consumer_failures: counters.consumer_failures.load(std::sync::atomic::Ordering::Relaxed),
-            producer_failures: counters.producer_failures.load(std::sync::atomic::Ordering::Relaxed),
+            consumer_failures: counters.consumer_failures.load(Ordering::Relaxed),
+            producer_failures: counters.producer_failures.load(Ordering::Relaxed),
         })
     }
 
@@ -222,10 +223,13 @@ impl Worker {
         let spec_digests = spec_digests.collect();
         // Subscriptions exist from the moment the worker knows the function, as in Pulsar, so that
         // what is published before its plugin is running (or loaded at all) waits for it.
-        for spec in specs.iter().filter(|_| matches!(topics, Topics::Embedded)) {
-            for topic in &spec.inputs {
-                if let Err(error) = broker.create_subscription(topic, &spec.subscription(), spec.subscription_type()) {
-                    tracing::error!(fqfn = %spec.fqfn(), %error, "cannot create the function's subscription");
+        if let Topics::Embedded = topics {
+            for spec in &specs {
+                for topic in &spec.inputs {
+                    let created = broker.create_subscription(topic, &spec.subscription(), spec.subscription_type());
+                    if let Err(error) = created {
+                        tracing::error!(fqfn = %spec.fqfn(), %error, "cannot create the function's subscription");
+                    }
                 }
             }
         }

@@ -138,9 +138,8 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
         handle.shutdown();
     }
 
-    let stopping_since = Instant::now();
     let summary = worker.run();
-    let open_sessions = endpoint.stop(stopping_since.max(Instant::now()) + grace_period);
+    let open_sessions = endpoint.stop(Instant::now() + grace_period);
     signals_handle.close();
     let _ = signal_thread.join();
     for function in &summary.functions {

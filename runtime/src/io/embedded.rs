@@ -167,12 +167,6 @@ impl Transport for Arc<EmbeddedBroker> {
     }
 }
 
-impl Sink for Arc<EmbeddedBroker> {
-    fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
-        self.as_ref().publish(topic, messages)
-    }
-}
-
 /// One consumer on one subscription of each of its topics.
 #[derive(Debug)]
 pub struct EmbeddedConsumer {
@@ -187,8 +181,14 @@ pub struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
+    /// The index of the subscription a tag belongs to.
     fn split(tag: DeliveryTag) -> usize {
         (tag >> TAG_SHIFT) as usize
+    }
+
+    /// The tag as its subscription knows it.
+    fn local(tag: DeliveryTag) -> DeliveryTag {
+        tag & ((1 << TAG_SHIFT) - 1)
     }
 
     fn take(&self, max: usize, into: &mut Vec<Delivery>) -> usize {
@@ -228,18 +228,18 @@ impl Source for EmbeddedConsumer {
 
     fn ack(&self, tags: &[DeliveryTag]) {
         if let [subscription] = self.subscriptions.as_slice() {
-            subscription.ack(self.id, tags.iter().map(|tag| tag & ((1 << TAG_SHIFT) - 1)));
+            subscription.ack(self.id, tags.iter().map(|tag| Self::local(*tag)));
             return;
         }
         for (index, subscription) in self.subscriptions.iter().enumerate() {
             let mine = tags.iter().filter(|tag| Self::split(**tag) == index);
-            subscription.ack(self.id, mine.map(|tag| tag & ((1 << TAG_SHIFT) - 1)));
+            subscription.ack(self.id, mine.map(|tag| Self::local(*tag)));
         }
     }
 
     fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str) {
         if let Some(subscription) = self.subscriptions.get(Self::split(tag)) {
-            subscription.nack(self.id, tag & ((1 << TAG_SHIFT) - 1), delay, reason);
+            subscription.nack(self.id, Self::local(tag), delay, reason);
         }
     }
 

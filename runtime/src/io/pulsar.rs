@@ -199,12 +199,6 @@ impl Sink for PulsarTransport {
     }
 }
 
-impl Sink for Arc<PulsarTransport> {
-    fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
-        self.as_ref().publish(topic, messages)
-    }
-}
-
 impl Transport for Arc<PulsarTransport> {
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError> {
         if request.topics.is_empty() && request.topics_pattern.is_none() {

@@ -110,7 +110,8 @@ pub struct Delivery {
     pub message_id: MessageId,
     pub topic: Arc<str>,
     pub message: Arc<Message>,
-    /// How many times this message was delivered before.
+    /// How many times this message was delivered before (on Pulsar: how many times this
+    /// worker saw it fail, since the crate does not expose the broker's count).
     pub redelivery_count: u32,
     /// Why the last delivery failed, when it was negatively acknowledged.
     pub last_failure: Option<Arc<str>>,
@@ -208,6 +209,12 @@ impl SubscriptionRequest {
             kind,
             position: SubscriptionPosition::Latest,
         }
+    }
+}
+
+impl<T: Sink + ?Sized> Sink for Arc<T> {
+    fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
+        self.as_ref().publish(topic, messages)
     }
 }
 

@@ -174,10 +174,11 @@ impl FunctionRunner {
         let mut controls = Vec::new();
         let mut threads = Vec::new();
         let mut watched = Vec::new();
+        let request = spec.subscription_request();
         for (id, instance) in (0..).zip(instances) {
             let source = wiring
                 .transport
-                .subscribe(&spec.subscription_request())
+                .subscribe(&request)
                 .map_err(|source| StartError::Subscribe { fqfn: fqfn.clone(), source })?;
             let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version));
             if let Some(timeout_ms) = spec.timeout_ms {

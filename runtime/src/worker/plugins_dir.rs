@@ -99,7 +99,7 @@ pub(super) fn identify(path: &Path, pinned_by_specs: &[Sha256Digest], loader: &L
         })?;
         return Ok(PluginFile { path: path.into(), name: manifest.name, version, pin: Pin::Manifest });
     }
-    let (_, digest) = Sha256Digest::read_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let digest = Sha256Digest::of_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !pinned_by_specs.contains(&digest) {
         return Err(format!(
             "{} has no manifest and no function spec pins its sha256 {digest}; run `pfn plugin pin {}`",

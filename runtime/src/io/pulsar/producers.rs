@@ -54,12 +54,14 @@ impl Producers {
         let mut receipts = Vec::with_capacity(messages.len());
         {
             let mut producer = slot.lock().await;
-            if producer.is_none() {
-                let options = ProducerOptions { block_queue_if_full: true, ..ProducerOptions::default() };
-                let built = client.pulsar.producer().with_topic(topic).with_options(options).build().await;
-                *producer = Some(built.map_err(|e| failed(format!("cannot create a producer: {e}")))?);
-            }
-            let Some(open) = producer.as_mut() else { return Err(failed("no producer".into())) };
+            let open = match &mut *producer {
+                Some(open) => open,
+                empty => {
+                    let options = ProducerOptions { block_queue_if_full: true, ..ProducerOptions::default() };
+                    let built = client.pulsar.producer().with_topic(topic).with_options(options).build().await;
+                    empty.insert(built.map_err(|e| failed(format!("cannot create a producer: {e}")))?)
+                }
+            };
             for message in messages {
                 match open.send_non_blocking(to_pulsar(message)).await {
                     Ok(receipt) => receipts.push(receipt),

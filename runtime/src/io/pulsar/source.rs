@@ -3,8 +3,8 @@
 //! The consumer is built on first use and rebuilt, with a fresh consumer id and back-off, when
 //! its stream ends or fails; what it had delivered and not acknowledged is then the broker's
 //! to redeliver. Negative acknowledgements are held here until their back-off has passed (the
-//! crate's own nack has no delay), and failures are counted here per message, since the crate
-//! does not expose the broker's redelivery count.
+//! crate's own nack has no delay); failures are counted per message in [`super::failures`],
+//! since the crate does not expose the broker's redelivery count.
 
 use std::{
     collections::HashMap,
@@ -46,7 +46,7 @@ struct Received {
     message_id: MessageId,
 }
 
-/// What the consumer owes the broker and what it remembers of failures.
+/// What the consumer has delivered and owes the broker.
 #[derive(Debug, Default)]
 struct Book {
     next_tag: DeliveryTag,
@@ -164,9 +164,7 @@ impl PulsarSource {
             let outages = self.client.counters.consumer_failures.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(subscription = %self.request.subscription, why, outages, "consumer lost; rebuilding it");
         }
-        state.book.in_flight.clear();
-        state.book.entries.clear();
-        state.book.due.clear();
+        state.book.forget_deliveries();
         state.rebuild_at = Instant::now() + state.backoff;
     }
 
@@ -276,6 +274,13 @@ impl PulsarSource {
 }
 
 impl Book {
+    /// Forgets every delivery of a consumer that is gone: the broker redelivers them.
+    fn forget_deliveries(&mut self) {
+        self.in_flight.clear();
+        self.entries.clear();
+        self.due.clear();
+    }
+
     /// Records `message` as in flight and makes its delivery; `failures` gives the message's
     /// failures so far and the last reason.
     fn deliver(
@@ -346,9 +351,7 @@ impl Source for PulsarSource {
                     tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
                 }
             }
-            state.book.in_flight.clear();
-            state.book.entries.clear();
-            state.book.due.clear();
+            state.book.forget_deliveries();
         });
     }
 
