@@ -57,9 +57,9 @@ use pfn::endpoint::{client, protocol::Request};
 use pfn_tests::{
     broker::TestBroker,
     fixtures::{pfn_bin, plugin, target_dir, workspace_root},
-    pfn_cli::pfn,
     pulsar_client::{Outgoing, PulsarPeer, Received, unique_topic},
     relay::Relay,
+    worker::WorkerDirs,
 };
 
 /// Set (to [`RUST_LOOP_ROLE`]) when this binary runs as the hand-written loop.
@@ -358,11 +358,8 @@ impl Bench<'_> {
     fn run_pfn(&self, input: &str, output: &str, round: usize) -> Measured {
         let relay = Relay::start(self.broker.addr()).expect("relay");
         let scratch = tempfile::Builder::new().prefix("pfn-pulsar-bench-").tempdir().expect("scratch dir");
-        let (plugins, functions, state) =
-            (scratch.path().join("plugins"), scratch.path().join("functions"), scratch.path().join("state"));
-        for dir in [&plugins, &functions, &state] {
-            fs::create_dir_all(dir).expect("scratch directories");
-        }
+        let dirs = WorkerDirs::create(scratch.path());
+        let (plugins, functions, state) = (&dirs.plugins, &dirs.functions, &dirs.state);
         // The library and the manifest `scripts/build-plugins.sh` pinned it with.
         let manifest = self.exclamation.with_file_name("libexclamation.pfn.toml");
         fs::copy(&manifest, plugins.join("libexclamation.pfn.toml")).expect("copy the manifest");
@@ -374,18 +371,10 @@ impl Bench<'_> {
         fs::write(functions.join("shout.toml"), spec).expect("write the spec");
         let log = scratch.path().join("worker.log");
         let spawned = Instant::now();
-        let mut worker = pfn(scratch.path())
+        let mut worker = dirs
+            .command(scratch.path())
             .env("PFN_LOG", "warn")
-            .arg("worker")
-            .arg("--plugins-dir")
-            .arg(&plugins)
-            .arg("--functions")
-            .arg(&functions)
-            .arg("--state-dir")
-            .arg(&state)
             .args(["--pulsar-url", &relay.url()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("worker log"))
             .spawn()
             .expect("pfn worker starts");

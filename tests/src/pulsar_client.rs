@@ -68,9 +68,8 @@ impl PulsarPeer {
             .enable_all()
             .build()
             .expect("test client runtime");
-        let client = runtime
-            .block_on(Pulsar::builder(url.to_owned(), TokioExecutor).build())
-            .expect("test client connects");
+        let client =
+            runtime.block_on(Pulsar::builder(url.to_owned(), TokioExecutor).build()).expect("test client connects");
         Self { runtime, client }
     }
 
@@ -120,7 +119,7 @@ impl PulsarPeer {
 
 /// pulsar-lite keys consumers by the client-chosen id within a subscription: each test
 /// consumer gets one no worker uses (workers start theirs at a per-process seed).
-fn unique_consumer_id() -> u64 {
+pub fn unique_consumer_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }

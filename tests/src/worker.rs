@@ -22,6 +22,46 @@ pub struct RunningWorker {
     pub log: PathBuf,
 }
 
+/// The directories of one worker below a scratch directory, created on the spot.
+#[derive(Debug, Clone)]
+pub struct WorkerDirs {
+    pub plugins: PathBuf,
+    pub functions: PathBuf,
+    pub state: PathBuf,
+}
+
+impl WorkerDirs {
+    /// `plugins/`, `functions/` and `state/` below `scratch`.
+    pub fn create(scratch: &Path) -> Self {
+        let dirs = Self {
+            plugins: scratch.join("plugins"),
+            functions: scratch.join("functions"),
+            state: scratch.join("state"),
+        };
+        for dir in [&dirs.plugins, &dirs.functions, &dirs.state] {
+            fs::create_dir_all(dir).expect("scratch directories");
+        }
+        dirs
+    }
+
+    /// `pfn worker` on these directories (run from `scratch`), with stdin and stdout closed;
+    /// the caller adds the log level, other flags and where stderr goes.
+    pub fn command(&self, scratch: &Path) -> Command {
+        let mut command = pfn(scratch);
+        command
+            .arg("worker")
+            .arg("--plugins-dir")
+            .arg(&self.plugins)
+            .arg("--functions")
+            .arg(&self.functions)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        command
+    }
+}
+
 /// A spec file: its file name and TOML text.
 pub type SpecFile<'a> = (&'a str, &'a str);
 
@@ -29,40 +69,27 @@ impl RunningWorker {
     /// Writes `specs`, installs `plugins` (source file, file name in the plugins directory),
     /// starts the worker with `args`, and waits until its endpoint answers.
     pub fn start(scratch: &Path, specs: &[SpecFile<'_>], plugins: &[(&Path, &str)], args: &[&str]) -> Self {
-        let plugins_dir = scratch.join("plugins");
-        let functions_dir = scratch.join("functions");
-        let state_dir = scratch.join("state");
-        for dir in [&plugins_dir, &functions_dir, &state_dir] {
-            fs::create_dir_all(dir).expect("scratch directories");
-        }
+        let dirs = WorkerDirs::create(scratch);
         for (file, text) in specs {
-            fs::write(functions_dir.join(file), text).expect("write spec");
+            fs::write(dirs.functions.join(file), text).expect("write spec");
         }
         let mut worker = Self {
             child: None,
             scratch: scratch.into(),
-            socket: state_dir.join("worker.sock"),
+            socket: dirs.state.join("worker.sock"),
             log: scratch.join("worker.log"),
-            plugins_dir,
-            functions_dir,
+            plugins_dir: dirs.plugins.clone(),
+            functions_dir: dirs.functions.clone(),
         };
         for (source, name) in plugins {
             worker.install_plugin(source, name);
         }
         let log = fs::File::create(&worker.log).expect("worker log file");
-        let child = pfn(scratch)
+        let child = dirs
+            .command(scratch)
             .env("PFN_LOG", "info")
-            .arg("worker")
-            .arg("--plugins-dir")
-            .arg(&worker.plugins_dir)
-            .arg("--functions")
-            .arg(&worker.functions_dir)
-            .arg("--state-dir")
-            .arg(&state_dir)
             .args(["--watch-interval-ms", "100", "--nack-backoff-ms", "10", "--max-nack-backoff-ms", "100"])
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("pfn worker starts");

@@ -3,12 +3,15 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use futures::TryStreamExt;
-use pfn_tests::{broker::TestBroker, relay::Relay};
+use pfn_tests::{
+    broker::TestBroker,
+    pulsar_client::{unique_consumer_id, unique_topic},
+    relay::Relay,
+};
 use pulsar::{
     Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor,
     consumer::InitialPosition,
@@ -20,18 +23,6 @@ const PAYLOAD: usize = 100;
 
 /// Sends awaited at most this far behind the newest one.
 const RECEIPT_WINDOW: usize = 1000;
-
-/// pulsar-lite keys consumers by the client-chosen id within a subscription, and the crate
-/// numbers them from 0 in each process: each consumer gets its own.
-fn unique_consumer_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn unique_topic(name: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
-    format!("persistent://public/default/{name}-{nanos}")
-}
 
 async fn client(relay: &Relay) -> Pulsar<TokioExecutor> {
     Pulsar::builder(relay.url(), TokioExecutor).build().await.expect("pulsar client through the relay")

@@ -9,7 +9,7 @@ use std::{
     fs,
     net::TcpListener,
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -21,10 +21,9 @@ use std::{
 use pfn_tests::{
     broker::TestBroker,
     fixtures::{fixture, plugin, scratch},
-    pfn_cli::pfn,
     pulsar_client::{Outgoing, PulsarPeer, Received, TestConsumer, unique_topic},
     relay::Relay,
-    worker::RunningWorker,
+    worker::{RunningWorker, WorkerDirs},
 };
 
 const SHOUT: &str = "public/default/shout";
@@ -667,24 +666,11 @@ fn a_worker_whose_broker_is_down_retries_with_back_off_and_stops_on_sigterm() {
     let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
     let url = format!("pulsar://127.0.0.1:{port}");
     let dir = scratch();
-    let (plugins, functions, state) =
-        (dir.path().join("plugins"), dir.path().join("functions"), dir.path().join("state"));
-    for path in [&plugins, &functions, &state] {
-        fs::create_dir_all(path).expect("scratch directories");
-    }
     let log_path = dir.path().join("worker.log");
-    let mut child = pfn(dir.path())
+    let mut child = WorkerDirs::create(dir.path())
+        .command(dir.path())
         .env("PFN_LOG", "info")
-        .arg("worker")
-        .arg("--plugins-dir")
-        .arg(&plugins)
-        .arg("--functions")
-        .arg(&functions)
-        .arg("--state-dir")
-        .arg(&state)
         .args(["--pulsar-url", &url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(fs::File::create(&log_path).expect("worker log"))
         .spawn()
         .expect("pfn worker starts");
