@@ -22,7 +22,7 @@ use pulsar::{Authentication, Pulsar, TokioExecutor};
 
 use self::producers::Producers;
 pub use self::source::PulsarSource;
-use super::transport::{Message, Sink, Source, SubscriptionRequest, Transport, TransportError};
+use super::transport::{Message, Published, Sink, Source, SubscriptionRequest, Transport, TransportError};
 
 /// The first wait before connecting again to a broker that could not be reached; it doubles up
 /// to [`MAX_CONNECT_BACKOFF`].
@@ -195,7 +195,25 @@ impl Sink for PulsarTransport {
         if messages.is_empty() {
             return Ok(());
         }
-        self.client.runtime.block_on(self.producers.publish(&self.client, topic, messages))
+        self.client.runtime.block_on(async {
+            let receipts = self.producers.send(&self.client, topic, messages).await?;
+            receipts.wait(&self.client).await
+        })
+    }
+
+    /// Sends on the caller's thread (so sends to a topic keep their order) and waits for the
+    /// receipts on the transport's runtime.
+    fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
+        if messages.is_empty() {
+            return done(Ok(()));
+        }
+        match self.client.runtime.block_on(self.producers.send(&self.client, topic, messages)) {
+            Ok(receipts) => {
+                let client = Arc::clone(&self.client);
+                self.client.runtime.spawn(async move { done(receipts.wait(&client).await) });
+            }
+            Err(error) => done(Err(error)),
+        }
     }
 }
 

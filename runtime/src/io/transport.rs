@@ -171,10 +171,20 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn wake(&self);
 }
 
+/// Told once whether a [`Sink::publish_then`] is held by the transport or failed.
+pub type Published = Box<dyn FnOnce(Result<(), TransportError>) + Send>;
+
 /// Publishes messages to topics.
 pub trait Sink: Send + Sync + fmt::Debug {
     /// Publishes `messages` to `topic`, in order, returning when the transport holds them.
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError>;
+
+    /// Publishes `messages` to `topic`, in order and ahead of any later publish to it, and calls
+    /// `done` once the transport holds them all or cannot. It may return before `done` runs, and
+    /// `done` may run on another thread. The default publishes and calls `done` before returning.
+    fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
+        done(self.publish(topic, messages));
+    }
 }
 
 /// Where a new subscription starts reading.
@@ -215,6 +225,10 @@ impl SubscriptionRequest {
 impl<T: Sink + ?Sized> Sink for Arc<T> {
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
         self.as_ref().publish(topic, messages)
+    }
+
+    fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
+        self.as_ref().publish_then(topic, messages, done);
     }
 }
 

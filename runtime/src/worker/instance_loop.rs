@@ -1,5 +1,7 @@
 //! The per-instance loop: receive a batch, call the plugin on each message, then publish the
-//! outputs and dead letters and acknowledge the inputs, all at once.
+//! batch's outputs and dead letters. The inputs are acknowledged once the transport holds all
+//! of them (see [`super::commits`]); meanwhile the loop goes on with the next batch, up to
+//! [`COMMITS_IN_FLIGHT`] batches ahead.
 //!
 //! A pending hot swap is taken between two messages, so each message is processed by exactly
 //! one version and the instance's order is kept. A call stuck past `timeout_ms` has its batch
@@ -15,6 +17,7 @@ use pfn_abi::ffi::{FfiRecord, Property};
 
 use super::{
     WorkerEvent,
+    commits::{Commit, Commits},
     control::{InstanceControl, Swap},
     outcomes::{Outcome, Outcomes},
     stats::BatchCounts,
@@ -30,6 +33,10 @@ use crate::{
 const BATCH: usize = 512;
 /// How long a receive waits before the loop looks at its stop flag again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// Most batches whose publishes may be out at once before the loop waits for the oldest.
+const COMMITS_IN_FLIGHT: usize = 4;
+/// How long a stopping instance waits for its publishes before it says so in the log.
+const SLOW_DRAIN: Duration = Duration::from_secs(5);
 
 /// The fixed settings every instance of a function shares.
 #[derive(Debug)]
@@ -83,6 +90,8 @@ pub(super) struct InstanceLoop {
     nacks: Vec<(DeliveryTag, u32, String)>,
     reports: Vec<(Arc<Message>, Outcome)>,
     counts: BatchCounts,
+    commits: Commits,
+    settled: Vec<Commit>,
 }
 
 /// What one message came to.
@@ -116,6 +125,8 @@ impl InstanceLoop {
             nacks: Vec::new(),
             reports: Vec::new(),
             counts: BatchCounts::default(),
+            commits: Commits::default(),
+            settled: Vec::new(),
         }
     }
 
@@ -124,13 +135,19 @@ impl InstanceLoop {
         let span = tracing::error_span!("function", fqfn = %self.settings.fqfn, instance = self.control.id);
         let _entered = span.enter();
         while !self.control.stop.load(Ordering::Acquire) {
+            self.settle_commits(Duration::ZERO);
             if self.control.swap_ready.load(Ordering::Acquire) {
                 // Idle between batches: switch now rather than at the next message.
                 self.take_swap();
             }
             self.batch.clear();
-            match self.control.source.receive(BATCH, IDLE_WAIT, &mut self.batch) {
-                Ok(0) => continue,
+            // With publishes out, do not sit in a receive: their inputs wait to be settled.
+            let wait = if self.commits.len() == 0 { IDLE_WAIT } else { Duration::ZERO };
+            match self.control.source.receive(BATCH, wait, &mut self.batch) {
+                Ok(0) => {
+                    self.settle_commits(IDLE_WAIT);
+                    continue;
+                }
                 Ok(_) => {}
                 Err(TransportError::Closed) => break,
                 Err(error) => {
@@ -142,6 +159,7 @@ impl InstanceLoop {
             self.process_batch();
             self.commit();
         }
+        self.drain_commits();
         self.take_swap();
         if let Err(error) = self.instance.close() {
             tracing::warn!(%error, "plugin close failed");
@@ -284,7 +302,8 @@ impl InstanceLoop {
         self.acks.push(delivery.tag);
     }
 
-    /// Publishes, acknowledges and counts the batch, unless the watchdog took it back.
+    /// Sends the batch's outputs and dead letters on their way and hands its inputs to a
+    /// commit, unless the watchdog took the batch back. Waits while too many are out.
     fn commit(&mut self) {
         let control = Arc::clone(&self.control);
         let mut revoked = lock(&control.commit);
@@ -298,47 +317,77 @@ impl InstanceLoop {
             tracing::warn!(discarded, "stuck call returned after its batch was taken back; instance healthy again");
             return;
         }
-        let source = &control.source;
-        let mut published = self.publish_outputs();
-        if published.is_ok() && !self.dead_letters.is_empty() {
-            let letters = std::mem::take(&mut self.dead_letters);
-            published = self.sink.publish(&self.settings.dead_letter_topic, letters);
+        let acks = std::mem::replace(&mut self.acks, Vec::with_capacity(BATCH));
+        self.commits.open(acks, std::mem::take(&mut self.counts), std::mem::take(&mut self.reports));
+        if let Some(topic) = self.settings.output.as_deref().filter(|_| !self.outputs.is_empty()) {
+            let outputs = std::mem::replace(&mut self.outputs, Vec::with_capacity(BATCH));
+            self.commits.publish(self.sink.as_ref(), topic, outputs);
         }
-        match published {
-            Ok(()) => {
+        if !self.dead_letters.is_empty() {
+            let letters = std::mem::take(&mut self.dead_letters);
+            self.commits.publish(self.sink.as_ref(), &self.settings.dead_letter_topic, letters);
+        }
+        for (tag, failures, reason) in self.nacks.drain(..) {
+            control.source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
+        }
+        drop(revoked);
+        self.discard();
+        self.settle_commits(Duration::ZERO);
+        while self.commits.len() >= COMMITS_IN_FLIGHT {
+            self.settle_commits(IDLE_WAIT);
+        }
+    }
+
+    /// Settles the commits whose publishes are all reported, waiting up to `wait` for one.
+    fn settle_commits(&mut self, wait: Duration) {
+        let mut settled = std::mem::take(&mut self.settled);
+        self.commits.take_settled(wait, &mut settled);
+        for commit in settled.drain(..) {
+            self.finish(commit);
+        }
+        self.settled = settled;
+    }
+
+    /// Acknowledges and counts a commit's inputs, or, when a publish failed, has every one of
+    /// them redelivered: nothing of the batch counts as done.
+    fn finish(&self, commit: Commit) {
+        let Commit { failure, acks, mut counts, reports, .. } = commit;
+        let source = &self.control.source;
+        match failure {
+            None => {
                 if self.settings.guarantees != ProcessingGuarantees::AtMostOnce {
-                    source.ack(&self.acks);
+                    source.ack(&acks);
                 }
-                self.counts.acked += self.acks.len() as u64;
-                for (message, outcome) in self.reports.drain(..) {
+                counts.acked += acks.len() as u64;
+                for (message, outcome) in reports {
                     self.outcomes.report(&message, outcome);
                 }
             }
-            Err(error) => {
-                // Nothing of this batch counts as done: every settled input is redelivered.
-                tracing::error!(%error, inputs = self.acks.len(), "publishing failed; inputs will be redelivered");
-                self.counts.system_exceptions += self.acks.len() as u64;
+            Some(error) => {
+                tracing::error!(%error, inputs = acks.len(), "publishing failed; inputs will be redelivered");
+                counts.system_exceptions += acks.len() as u64;
                 let reason = format!("system: {error}");
-                for tag in self.acks.iter() {
-                    source.nack(*tag, self.settings.nack_backoff.base, &reason);
+                for tag in acks {
+                    source.nack(tag, self.settings.nack_backoff.base, &reason);
                 }
-                self.reports.clear();
             }
         }
-        for (tag, failures, reason) in self.nacks.drain(..) {
-            source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
-        }
-        self.control.stats.add(&self.counts);
-        self.discard();
+        self.control.stats.add(&counts);
     }
 
-    fn publish_outputs(&mut self) -> Result<(), TransportError> {
-        match &self.settings.output {
-            Some(topic) if !self.outputs.is_empty() => {
-                let outputs = std::mem::replace(&mut self.outputs, Vec::with_capacity(BATCH));
-                self.sink.publish(topic, outputs)
+    /// Waits until every commit is settled.
+    fn drain_commits(&mut self) {
+        let since = std::time::Instant::now();
+        let mut told = false;
+        while self.commits.len() > 0 {
+            self.settle_commits(IDLE_WAIT);
+            if !told && since.elapsed() >= SLOW_DRAIN {
+                tracing::warn!(
+                    batches = self.commits.len(),
+                    "still waiting for the transport to hold this instance's outputs"
+                );
+                told = true;
             }
-            _ => Ok(()),
         }
     }
 

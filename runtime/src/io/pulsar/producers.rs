@@ -1,7 +1,7 @@
 //! One producer per output topic, created on first use and rebuilt after a failure.
 //!
-//! `publish` returns only when the broker has a receipt for every message: that is what lets
-//! the worker acknowledge inputs after their outputs (at-least-once). The crate's connection
+//! A send hands back the messages' [`Receipts`]; the worker acknowledges inputs only once the
+//! broker has a receipt for each of their outputs (at-least-once). The crate's connection
 //! queue is bounded (`block_queue_if_full`), so a burst waits instead of failing.
 
 use std::{
@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
-use pulsar::{Producer, ProducerOptions, TokioExecutor};
+use pulsar::{Producer, ProducerOptions, TokioExecutor, producer::SendFuture};
 use tokio::sync::Mutex;
 
 use super::PulsarClient;
@@ -18,7 +18,14 @@ use crate::{
     sync::lock,
 };
 
-type Slot = Arc<Mutex<Option<Producer<TokioExecutor>>>>;
+/// A topic's producer, with a number that changes each time it is rebuilt.
+#[derive(Default)]
+struct Open {
+    producer: Option<Producer<TokioExecutor>>,
+    generation: u64,
+}
+
+type Slot = Arc<Mutex<Open>>;
 
 /// The producers of one transport, by topic.
 #[derive(Default)]
@@ -42,46 +49,74 @@ impl Producers {
         lock(&self.slots).clear();
     }
 
-    /// Publishes `messages` to `topic` in order and waits for every receipt.
-    pub async fn publish(
+    /// Hands `messages` to `topic`'s producer in order (building it if needed) and returns
+    /// their receipts to wait for. Sends to one topic are never interleaved.
+    pub async fn send(
         &self,
         client: &PulsarClient,
         topic: &str,
         messages: Vec<Message>,
-    ) -> Result<(), TransportError> {
-        let failed = |reason: String| TransportError::Topic { topic: topic.to_owned(), reason };
+    ) -> Result<Receipts, TransportError> {
         let slot = self.slot(topic);
-        let mut receipts = Vec::with_capacity(messages.len());
-        {
-            let mut producer = slot.lock().await;
-            let open = match &mut *producer {
-                Some(open) => open,
-                empty => {
-                    let options = ProducerOptions { block_queue_if_full: true, ..ProducerOptions::default() };
-                    let built = client.pulsar.producer().with_topic(topic).with_options(options).build().await;
-                    empty.insert(built.map_err(|e| failed(format!("cannot create a producer: {e}")))?)
-                }
-            };
-            for message in messages {
-                match open.send_non_blocking(to_pulsar(message)).await {
-                    Ok(receipt) => receipts.push(receipt),
-                    Err(error) => {
-                        *producer = None;
-                        client.counters.producer_failures.fetch_add(1, Ordering::Relaxed);
-                        return Err(failed(format!("send failed: {error}")));
-                    }
+        let mut open = slot.lock().await;
+        let generation = open.generation;
+        let producer = match &mut open.producer {
+            Some(producer) => producer,
+            empty => {
+                let options = ProducerOptions { block_queue_if_full: true, ..ProducerOptions::default() };
+                let built = client.pulsar.producer().with_topic(topic).with_options(options).build().await;
+                empty.insert(built.map_err(|e| failed(topic, format!("cannot create a producer: {e}")))?)
+            }
+        };
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            match producer.send_non_blocking(to_pulsar(message)).await {
+                Ok(receipt) => pending.push(receipt),
+                Err(error) => {
+                    open.drop_producer(generation, client);
+                    return Err(failed(topic, format!("send failed: {error}")));
                 }
             }
         }
-        for receipt in receipts {
+        drop(open);
+        Ok(Receipts { topic: topic.to_owned(), slot, generation, pending })
+    }
+}
+
+/// The receipts of one [`Producers::send`].
+pub(super) struct Receipts {
+    topic: String,
+    slot: Slot,
+    generation: u64,
+    pending: Vec<SendFuture>,
+}
+
+impl Receipts {
+    /// Waits for every receipt; the first missing one fails them all and drops the producer
+    /// that sent them, to be rebuilt.
+    pub async fn wait(self, client: &PulsarClient) -> Result<(), TransportError> {
+        for receipt in self.pending {
             if let Err(error) = receipt.await {
-                *slot.lock().await = None;
-                client.counters.producer_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(failed(format!("no receipt: {error}")));
+                self.slot.lock().await.drop_producer(self.generation, client);
+                return Err(failed(&self.topic, format!("no receipt: {error}")));
             }
         }
         Ok(())
     }
+}
+
+impl Open {
+    /// Drops the producer if it is still the one of `generation`, and counts the failure.
+    fn drop_producer(&mut self, generation: u64, client: &PulsarClient) {
+        if self.generation == generation && self.producer.take().is_some() {
+            self.generation += 1;
+            client.counters.producer_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn failed(topic: &str, reason: String) -> TransportError {
+    TransportError::Topic { topic: topic.to_owned(), reason }
 }
 
 fn to_pulsar(message: Message) -> pulsar::producer::Message {

@@ -346,10 +346,10 @@ impl Source for PulsarSource {
         self.wake.notify_one();
         self.client.runtime.block_on(async {
             let mut state = self.state.lock().await;
-            if let Some(mut consumer) = state.consumer.take() {
-                if let Err(error) = consumer.close().await {
-                    tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
-                }
+            if let Some(mut consumer) = state.consumer.take()
+                && let Err(error) = consumer.close().await
+            {
+                tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
             }
             state.book.forget_deliveries();
         });

@@ -1,0 +1,200 @@
+//! Batches whose outputs are out for publishing. A batch's inputs are settled only once every
+//! message it published is held by the transport, while the instance goes on with the next
+//! batch; the transport may report from any thread, so results come back through a queue that
+//! the instance's own thread drains.
+
+use std::{
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::{outcomes::Outcome, stats::BatchCounts};
+use crate::{
+    io::transport::{DeliveryTag, Message, Sink, TransportError},
+    sync::lock,
+};
+
+/// One batch's settlement, waiting for its publishes.
+#[derive(Debug, Default)]
+pub(super) struct Commit {
+    id: u64,
+    /// Publishes not yet reported.
+    publishing: usize,
+    /// The first publish that failed, if any: then no input of the batch counts as done.
+    pub failure: Option<TransportError>,
+    /// The inputs to acknowledge once every publish is held.
+    pub acks: Vec<DeliveryTag>,
+    pub counts: BatchCounts,
+    /// What to tell anyone waiting on an input's outcome.
+    pub reports: Vec<(Arc<Message>, Outcome)>,
+}
+
+/// Publish results reported by the transport: the commit's id and the result.
+#[derive(Debug, Default)]
+struct Reported {
+    results: Mutex<Vec<(u64, Result<(), TransportError>)>>,
+    arrived: Condvar,
+}
+
+/// The commits of one instance that are not settled yet, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Commits {
+    next_id: u64,
+    open: Vec<Commit>,
+    reported: Arc<Reported>,
+}
+
+impl Commits {
+    /// Opens a commit for a batch's inputs; its publishes follow with [`Commits::publish`].
+    pub fn open(&mut self, acks: Vec<DeliveryTag>, counts: BatchCounts, reports: Vec<(Arc<Message>, Outcome)>) {
+        self.next_id += 1;
+        self.open.push(Commit { id: self.next_id, publishing: 0, failure: None, acks, counts, reports });
+    }
+
+    /// Publishes `messages` to `topic` as part of the commit opened last.
+    pub fn publish(&mut self, sink: &dyn Sink, topic: &str, messages: Vec<Message>) {
+        let Some(commit) = self.open.last_mut() else { return };
+        commit.publishing += 1;
+        let (id, reported) = (commit.id, Arc::clone(&self.reported));
+        sink.publish_then(
+            topic,
+            messages,
+            Box::new(move |result| {
+                lock(&reported.results).push((id, result));
+                reported.arrived.notify_one();
+            }),
+        );
+    }
+
+    /// How many commits wait for their publishes.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Takes the commits whose publishes are all reported, waiting up to `wait` for one when
+    /// none is ready yet.
+    pub fn take_settled(&mut self, wait: Duration, into: &mut Vec<Commit>) {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.apply_reports();
+            let before = into.len();
+            into.extend(self.open.extract_if(.., |commit| commit.publishing == 0));
+            if into.len() > before || self.open.is_empty() {
+                return;
+            }
+            let results = lock(&self.reported.results);
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if results.is_empty() {
+                if timeout.is_zero() {
+                    return;
+                }
+                let (_results, _) = self
+                    .reported
+                    .arrived
+                    .wait_timeout(results, timeout)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+    }
+
+    fn apply_reports(&mut self) {
+        let results = std::mem::take(&mut *lock(&self.reported.results));
+        for (id, result) in results {
+            let Some(commit) = self.open.iter_mut().find(|commit| commit.id == id) else { continue };
+            commit.publishing -= 1;
+            if let Err(error) = result {
+                commit.failure.get_or_insert(error);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::mpsc, thread};
+
+    use super::*;
+    use crate::io::transport::Published;
+
+    /// A sink that reports each publish when the test says so, from another thread.
+    #[derive(Debug)]
+    struct LaterSink {
+        pending: Mutex<mpsc::Sender<Published>>,
+    }
+
+    impl Sink for LaterSink {
+        fn publish(&self, _: &str, _: Vec<Message>) -> Result<(), TransportError> {
+            Ok(())
+        }
+
+        fn publish_then(&self, _: &str, _: Vec<Message>, done: Published) {
+            lock(&self.pending).send(done).expect("test receiver alive");
+        }
+    }
+
+    fn later_sink() -> (LaterSink, mpsc::Receiver<Published>) {
+        let (sender, receiver) = mpsc::channel();
+        (LaterSink { pending: Mutex::new(sender) }, receiver)
+    }
+
+    fn settled(commits: &mut Commits, wait: Duration) -> Vec<Commit> {
+        let mut into = Vec::new();
+        commits.take_settled(wait, &mut into);
+        into
+    }
+
+    #[test]
+    fn a_commit_without_publishes_settles_at_once() {
+        let mut commits = Commits::default();
+        commits.open(vec![1, 2], BatchCounts::default(), Vec::new());
+        let done = settled(&mut commits, Duration::ZERO);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].acks, vec![1, 2]);
+        assert_eq!(commits.len(), 0);
+    }
+
+    #[test]
+    fn a_commit_settles_only_when_every_publish_is_reported() {
+        let (sink, pending) = later_sink();
+        let mut commits = Commits::default();
+        commits.open(vec![7], BatchCounts::default(), Vec::new());
+        commits.publish(&sink, "out", vec![Message::from_payload(b"a".to_vec())]);
+        commits.publish(&sink, "dead", vec![Message::from_payload(b"b".to_vec())]);
+        let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
+        first(Ok(()));
+        assert!(settled(&mut commits, Duration::ZERO).is_empty(), "one publish still out");
+        thread::spawn(move || second(Ok(())));
+        let done = settled(&mut commits, Duration::from_secs(10));
+        assert_eq!(done.len(), 1);
+        assert!(done[0].failure.is_none());
+        assert_eq!(done[0].acks, vec![7]);
+    }
+
+    #[test]
+    fn one_failed_publish_fails_its_commit_and_no_other() {
+        let (sink, pending) = later_sink();
+        let mut commits = Commits::default();
+        commits.open(vec![1], BatchCounts::default(), Vec::new());
+        commits.publish(&sink, "out", vec![Message::default()]);
+        commits.open(vec![2], BatchCounts::default(), Vec::new());
+        commits.publish(&sink, "out", vec![Message::default()]);
+        let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
+        second(Ok(()));
+        first(Err(TransportError::Closed));
+        let mut done = settled(&mut commits, Duration::from_secs(10));
+        done.sort_by_key(|commit| commit.acks[0]);
+        assert_eq!(done.len(), 2);
+        assert_eq!(done[0].failure, Some(TransportError::Closed));
+        assert_eq!(done[1].failure, None);
+    }
+
+    #[test]
+    fn waiting_gives_up_after_the_wait_when_nothing_is_reported() {
+        let (sink, _pending) = later_sink();
+        let mut commits = Commits::default();
+        commits.open(vec![1], BatchCounts::default(), Vec::new());
+        commits.publish(&sink, "out", vec![Message::default()]);
+        assert!(settled(&mut commits, Duration::from_millis(20)).is_empty());
+        assert_eq!(commits.len(), 1);
+    }
+}
