@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{outcomes::Outcome, stats::BatchCounts};
+use super::outcomes::Outcome;
 use crate::{
     io::transport::{DeliveryTag, Message, Sink, TransportError},
     sync::lock,
@@ -24,7 +24,6 @@ pub(super) struct Commit {
     pub failure: Option<TransportError>,
     /// The inputs to acknowledge once every publish is held.
     pub acks: Vec<DeliveryTag>,
-    pub counts: BatchCounts,
     /// What to tell anyone waiting on an input's outcome.
     pub reports: Vec<(Arc<Message>, Outcome)>,
 }
@@ -46,9 +45,9 @@ pub(super) struct Commits {
 
 impl Commits {
     /// Opens a commit for a batch's inputs; its publishes follow with [`Commits::publish`].
-    pub fn open(&mut self, acks: Vec<DeliveryTag>, counts: BatchCounts, reports: Vec<(Arc<Message>, Outcome)>) {
+    pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(Arc<Message>, Outcome)>) {
         self.next_id += 1;
-        self.open.push(Commit { id: self.next_id, publishing: 0, failure: None, acks, counts, reports });
+        self.open.push(Commit { id: self.next_id, publishing: 0, failure: None, acks, reports });
     }
 
     /// Publishes `messages` to `topic` as part of the commit opened last.
@@ -146,7 +145,7 @@ mod tests {
     #[test]
     fn a_commit_without_publishes_settles_at_once() {
         let mut commits = Commits::default();
-        commits.open(vec![1, 2], BatchCounts::default(), Vec::new());
+        commits.open(vec![1, 2], Vec::new());
         let done = settled(&mut commits, Duration::ZERO);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].acks, vec![1, 2]);
@@ -157,7 +156,7 @@ mod tests {
     fn a_commit_settles_only_when_every_publish_is_reported() {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
-        commits.open(vec![7], BatchCounts::default(), Vec::new());
+        commits.open(vec![7], Vec::new());
         commits.publish(&sink, "out", vec![Message::from_payload(b"a".to_vec())]);
         commits.publish(&sink, "dead", vec![Message::from_payload(b"b".to_vec())]);
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
@@ -174,9 +173,9 @@ mod tests {
     fn one_failed_publish_fails_its_commit_and_no_other() {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
-        commits.open(vec![1], BatchCounts::default(), Vec::new());
+        commits.open(vec![1], Vec::new());
         commits.publish(&sink, "out", vec![Message::default()]);
-        commits.open(vec![2], BatchCounts::default(), Vec::new());
+        commits.open(vec![2], Vec::new());
         commits.publish(&sink, "out", vec![Message::default()]);
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
         second(Ok(()));
@@ -192,7 +191,7 @@ mod tests {
     fn waiting_gives_up_after_the_wait_when_nothing_is_reported() {
         let (sink, _pending) = later_sink();
         let mut commits = Commits::default();
-        commits.open(vec![1], BatchCounts::default(), Vec::new());
+        commits.open(vec![1], Vec::new());
         commits.publish(&sink, "out", vec![Message::default()]);
         assert!(settled(&mut commits, Duration::from_millis(20)).is_empty());
         assert_eq!(commits.len(), 1);

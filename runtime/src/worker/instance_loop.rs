@@ -318,7 +318,7 @@ impl InstanceLoop {
             return;
         }
         let acks = std::mem::replace(&mut self.acks, Vec::with_capacity(BATCH));
-        self.commits.open(acks, std::mem::take(&mut self.counts), std::mem::take(&mut self.reports));
+        self.commits.open(acks, std::mem::take(&mut self.reports));
         if let Some(topic) = self.settings.output.as_deref().filter(|_| !self.outputs.is_empty()) {
             let outputs = std::mem::replace(&mut self.outputs, Vec::with_capacity(BATCH));
             self.commits.publish(self.sink.as_ref(), topic, outputs);
@@ -330,6 +330,8 @@ impl InstanceLoop {
         for (tag, failures, reason) in self.nacks.drain(..) {
             control.source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
         }
+        // Acknowledged inputs are counted once their commit settles.
+        self.control.stats.add(&self.counts);
         drop(revoked);
         self.discard();
         self.settle_commits(Duration::ZERO);
@@ -351,8 +353,9 @@ impl InstanceLoop {
     /// Acknowledges and counts a commit's inputs, or, when a publish failed, has every one of
     /// them redelivered: nothing of the batch counts as done.
     fn finish(&self, commit: Commit) {
-        let Commit { failure, acks, mut counts, reports, .. } = commit;
+        let Commit { failure, acks, reports, .. } = commit;
         let source = &self.control.source;
+        let mut counts = BatchCounts::default();
         match failure {
             None => {
                 if self.settings.guarantees != ProcessingGuarantees::AtMostOnce {
