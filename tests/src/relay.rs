@@ -54,6 +54,8 @@ struct Shared {
     refuse: AtomicBool,
     /// Set while broker→client frames are held back; the flag is the fast path of `pause`.
     paused: AtomicBool,
+    /// Pause once this many MESSAGE frames have passed (0: never).
+    pause_at_message: AtomicU64,
     pause: Mutex<bool>,
     resumed: Condvar,
     connections: Mutex<HashMap<u64, Connection>>,
@@ -62,6 +64,7 @@ struct Shared {
     frames: AtomicU64,
     checksums_inserted: AtomicU64,
     lookups_redirected: AtomicU64,
+    receipts: AtomicU64,
 }
 
 /// What a relay has done so far, for tests that check it was in the path.
@@ -75,6 +78,8 @@ pub struct RelayStats {
     pub checksums_inserted: u64,
     /// Lookup responses pointed at the relay.
     pub lookups_redirected: u64,
+    /// Send receipts passed to clients.
+    pub receipts: u64,
 }
 
 /// The two sockets of one relayed connection (clones of the ones the pump threads use).
@@ -96,6 +101,7 @@ impl Relay {
             stop: AtomicBool::new(false),
             refuse: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            pause_at_message: AtomicU64::new(0),
             pause: Mutex::new(false),
             resumed: Condvar::new(),
             connections: Mutex::new(HashMap::new()),
@@ -104,6 +110,7 @@ impl Relay {
             frames: AtomicU64::new(0),
             checksums_inserted: AtomicU64::new(0),
             lookups_redirected: AtomicU64::new(0),
+            receipts: AtomicU64::new(0),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -140,6 +147,7 @@ impl Relay {
             frames: load(&self.shared.frames),
             checksums_inserted: load(&self.shared.checksums_inserted),
             lookups_redirected: load(&self.shared.lookups_redirected),
+            receipts: load(&self.shared.receipts),
         }
     }
 
@@ -154,6 +162,12 @@ impl Relay {
     /// order, when unpaused.
     pub fn set_paused(&self, paused: bool) {
         self.shared.set_paused(paused);
+    }
+
+    /// Pauses (as [`Relay::set_paused`]) right after the `count`th MESSAGE frame since the relay
+    /// started has passed, so that a test can stop the traffic at an exact point.
+    pub fn pause_after_messages(&self, count: u64) {
+        self.shared.pause_at_message.store(count, Ordering::SeqCst);
     }
 
     /// While `refuse` is set, new connections are accepted and closed at once, before any byte,
@@ -298,14 +312,17 @@ fn pump_down(broker: TcpStream, client: TcpStream, shared: &Shared, cut: &Atomic
     let mut writer = BufWriter::with_capacity(BUFFER, client);
     let mut buf = Vec::with_capacity(4096);
     while frame::read_frame(&mut reader, &mut buf)? {
+        let (mut pause_after, mut receipt) = (false, false);
         match frame::rewrite_broker_frame(&mut buf, &shared.url)? {
             Rewrite::Unchanged => {}
             Rewrite::ChecksumInserted => {
-                shared.checksums_inserted.fetch_add(1, Ordering::Relaxed);
+                let passed = shared.checksums_inserted.fetch_add(1, Ordering::SeqCst) + 1;
+                pause_after = passed == shared.pause_at_message.load(Ordering::SeqCst);
             }
             Rewrite::LookupRedirected => {
                 shared.lookups_redirected.fetch_add(1, Ordering::Relaxed);
             }
+            Rewrite::Receipt => receipt = true,
         }
         shared.frames.fetch_add(1, Ordering::Relaxed);
         if shared.paused.load(Ordering::SeqCst) {
@@ -316,7 +333,14 @@ fn pump_down(broker: TcpStream, client: TcpStream, shared: &Shared, cut: &Atomic
             }
         }
         writer.write_all(&buf)?;
-        if reader.buffer().is_empty() {
+        if receipt {
+            // Counted once on its way to the client, not while held back.
+            shared.receipts.fetch_add(1, Ordering::SeqCst);
+        }
+        if pause_after {
+            writer.flush()?;
+            shared.set_paused(true);
+        } else if reader.buffer().is_empty() {
             writer.flush()?;
         }
     }

@@ -28,6 +28,8 @@ pub enum Rewrite {
     ChecksumInserted,
     /// A lookup response now pointing at the relay.
     LookupRedirected,
+    /// A send receipt, passed on byte for byte (told apart so that the relay can count them).
+    Receipt,
 }
 
 /// Reads one whole frame, size field included, into `frame` (replacing its contents).
@@ -93,6 +95,9 @@ pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str) -> io::Result<
         lookup.broker_service_url = Some(relay_url.to_owned());
         *frame = encode_command(&command);
         return Ok(Rewrite::LookupRedirected);
+    }
+    if kind == Type::SendReceipt as i32 {
+        return Ok(Rewrite::Receipt);
     }
     Ok(Rewrite::Unchanged)
 }
@@ -240,6 +245,23 @@ mod tests {
         let mut frame = encode_command(&command);
         let before = frame.clone();
         assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1").expect("rewrite"), Rewrite::Unchanged);
+        assert_eq!(frame, before);
+    }
+
+    #[test]
+    fn send_receipts_pass_byte_for_byte_and_are_told_apart() {
+        let command = BaseCommand {
+            r#type: Type::SendReceipt as i32,
+            send_receipt: Some(pulsar::proto::CommandSendReceipt {
+                producer_id: 1,
+                sequence_id: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut frame = encode_command(&command);
+        let before = frame.clone();
+        assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1").expect("rewrite"), Rewrite::Receipt);
         assert_eq!(frame, before);
     }
 

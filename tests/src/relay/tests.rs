@@ -110,6 +110,20 @@ fn pause_holds_frames_back_until_resumed() {
 }
 
 #[test]
+fn pause_after_messages_lets_exactly_that_many_through() {
+    let relay = Relay::start(fake_broker()).expect("relay");
+    relay.pause_after_messages(2);
+    let mut client = connect(&relay);
+    round_trip(&mut client).expect("first message");
+    round_trip(&mut client).expect("second message");
+    round_trip(&mut client).expect_err("the third is held");
+    assert_eq!(relay.stats().checksums_inserted, 3, "read from the broker, not passed on");
+    relay.set_paused(false);
+    let mut message = Vec::new();
+    assert!(frame::read_frame(&mut client, &mut message).expect("the held frame"));
+}
+
+#[test]
 fn cut_all_closes_open_connections_only() {
     let relay = Relay::start(fake_broker()).expect("relay");
     let mut first = connect(&relay);
