@@ -8,6 +8,7 @@
 //! - `fixtures`, `pfn_cli`, `worker`: the built artifacts, the `pfn` CLI, a running worker.
 //! - `broker`: pulsar-lite as a child process (`TestBroker`), installed by `scripts/setup.sh`.
 //! - `pulsar_client`: a blocking producer and consumer, as an external application.
+//! - `pulsar_functions`: specs, inputs and tallies for functions on Pulsar.
 //! - `relay`: the relay the stock `pulsar` crate talks to pulsar-lite through, with fault
 //!   injection; `relay/frame.rs` holds the frame rewrite. docs/TESTING.md says why.
 
@@ -15,5 +16,6 @@ pub mod broker;
 pub mod fixtures;
 pub mod pfn_cli;
 pub mod pulsar_client;
+pub mod pulsar_functions;
 pub mod relay;
 pub mod worker;

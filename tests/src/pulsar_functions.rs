@@ -1,0 +1,260 @@
+//! Running functions on Pulsar in end-to-end tests: the exclamation (`shout`) and `panicky`
+//! specs, numbered inputs, tallies of what came out, and a worker's consumer outages as its log
+//! tells them.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    fs,
+    path::Path,
+    process::Command,
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    broker::TestBroker,
+    fixtures::{fixture, plugin},
+    pulsar_client::{Outgoing, Received, TestConsumer},
+    relay::Relay,
+    worker::RunningWorker,
+};
+
+pub const SHOUT: &str = "public/default/shout";
+pub const PANICKY: &str = "public/default/panicky";
+
+/// How long a reader waits for the next output before a test gives up (a hang guard).
+pub const IDLE: Duration = Duration::from_secs(60);
+
+/// How long anything else may take before a test gives up (a hang guard).
+pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// A spec running exclamation from `input` to `output`, reading the input from its start.
+pub fn shout_spec(input: &str, output: &str, extra: &str) -> String {
+    format!(
+        "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
+         subscription_position = \"earliest\"\n{extra}\n"
+    )
+}
+
+pub fn start_shout(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
+    let worker = RunningWorker::start(
+        dir,
+        &[("shout.toml", spec)],
+        &[(&plugin("exclamation"), "libexclamation.so")],
+        &["--pulsar-url", &relay.url()],
+    );
+    worker.wait_until("shout runs", |worker| worker.function(SHOUT)["state"] == "running");
+    worker
+}
+
+/// Message `i`: 100 bytes starting with its number, key `key-<i mod keys>`, property `seq`.
+pub fn numbered(i: usize, keys: usize) -> Outgoing {
+    let mut payload = format!("m{i:08}-").into_bytes();
+    payload.resize(100, b'.');
+    Outgoing {
+        payload,
+        key: Some(format!("key-{}", i % keys)),
+        properties: HashMap::from([("seq".to_owned(), i.to_string())]),
+        event_time: Some(1_700_000_000_000 + i as u64),
+    }
+}
+
+/// The input number an output carries, checking that it is the input shouted.
+pub fn number_of(output: &Received) -> usize {
+    let text = output.text();
+    assert!(text.ends_with('!'), "not shouted: {text:?}");
+    text[1..9].parse().unwrap_or_else(|_| panic!("no number in {text:?}"))
+}
+
+/// How many times each of `0..count` came out; panics on anything else.
+pub fn tally(outputs: &[Received], count: usize) -> Vec<u32> {
+    let mut seen = vec![0_u32; count];
+    for output in outputs {
+        let i = number_of(output);
+        assert!(i < count, "output for unknown input {i}");
+        seen[i] += 1;
+    }
+    seen
+}
+
+/// The panicky fixture from `input` to `output`, reading the input from its start.
+pub fn panicky_spec(input: &str, output: &str, extra: &str) -> String {
+    format!(
+        "name = \"panicky\"\nplugin = \"panicky\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
+         subscription_position = \"earliest\"\n{extra}\n"
+    )
+}
+
+pub fn start_panicky(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
+    let worker = RunningWorker::start(
+        dir,
+        &[("panicky.toml", spec)],
+        &[(&fixture("panicky"), "libpanicky.so")],
+        &["--pulsar-url", &relay.url()],
+    );
+    worker.wait_until("panicky runs", |worker| worker.function(PANICKY)["state"] == "running");
+    worker
+}
+
+/// Waits until `consumers` of the worker's consumers have subscribed: input published from now
+/// on is dispatched among all of them.
+pub fn wait_subscribed(worker: &RunningWorker, consumers: usize) {
+    worker.wait_until(&format!("{consumers} consumers subscribed"), |worker| {
+        worker.log_text().matches("consumer subscribed").count() >= consumers
+    });
+}
+
+/// Each instance's `received_total`.
+pub fn received_per_instance(worker: &RunningWorker, fqfn: &str) -> Vec<u64> {
+    let function = worker.function(fqfn);
+    let instances = function["instances"].as_array().unwrap_or_else(|| panic!("no instances in {function}"));
+    instances.iter().map(|instance| instance["received_total"].as_u64().expect("received_total")).collect()
+}
+
+/// How many times the worker logged losing a consumer or failing to subscribe one.
+pub fn consumer_outages(worker: &RunningWorker) -> usize {
+    let log = worker.log_text();
+    log.matches("consumer lost").count() + log.matches("cannot subscribe").count()
+}
+
+/// How many acknowledgements pulsar-lite ignored because no consumer held the message: each
+/// follows a message it dispatched twice on its own (see the Key_Shared test).
+pub fn disowned_acks(broker: &TestBroker) -> usize {
+    broker.log().matches("without ownership").count()
+}
+
+/// The first output of each input, in output order, and how many outputs repeated one.
+pub fn first_occurrences(numbers: impl IntoIterator<Item = usize>) -> (Vec<usize>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut firsts, mut repeats) = (Vec::new(), 0);
+    for i in numbers {
+        if seen.insert(i) {
+            firsts.push(i);
+        } else {
+            repeats += 1;
+        }
+    }
+    (firsts, repeats)
+}
+
+/// For a failure message: what each instance received and acknowledged, and whether the broker
+/// moved messages between consumers on its own.
+pub fn diagnosis(worker: &RunningWorker, fqfn: &str, broker: &TestBroker) -> String {
+    let function = worker.function(fqfn);
+    let instances = function["instances"].as_array().cloned().unwrap_or_default();
+    let counts: Vec<String> = instances
+        .iter()
+        .map(|i| format!("instance {} received {} acked {}", i["instance_id"], i["received_total"], i["acked_total"]))
+        .collect();
+    let outages = consumer_outages(worker);
+    let disowned = disowned_acks(broker);
+    format!(
+        "{}; {outages} consumer outages logged; broker ignored {disowned} acks without ownership",
+        counts.join(", ")
+    )
+}
+
+/// The input number an output carries in its `seq` property (kept from the input).
+pub fn seq_of(output: &Received) -> usize {
+    let seq = output.properties.get("seq").unwrap_or_else(|| panic!("no seq property on {output:?}"));
+    seq.parse().unwrap_or_else(|_| panic!("seq {seq:?} is not a number"))
+}
+
+/// What a stream of outputs came to so far: how often each input came out.
+#[derive(Debug)]
+pub struct Tally {
+    pub seen: Vec<u32>,
+    pub distinct: usize,
+}
+
+impl Tally {
+    pub fn new(count: usize) -> Self {
+        Self { seen: vec![0; count], distinct: 0 }
+    }
+
+    pub fn add(&mut self, i: usize) {
+        assert!(i < self.seen.len(), "output for unknown input {i}");
+        self.seen[i] += 1;
+        if self.seen[i] == 1 {
+            self.distinct += 1;
+        }
+    }
+
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.seen.len()).filter(|&i| self.seen[i] == 0).collect()
+    }
+
+    /// How many outputs came more than once, and the first few inputs concerned.
+    pub fn duplicates(&self) -> (u32, Vec<usize>) {
+        let extra = self.seen.iter().map(|n| n.saturating_sub(1)).sum();
+        (extra, (0..self.seen.len()).filter(|&i| self.seen[i] > 1).take(10).collect())
+    }
+
+    pub fn assert_complete(&self, what: &str) {
+        let missing = self.missing();
+        let (extra, duplicated) = self.duplicates();
+        assert!(
+            missing.is_empty(),
+            "{what}: {} of {} inputs without output, first {:?} ({extra} duplicates, first {duplicated:?})",
+            missing.len(),
+            self.seen.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+}
+
+/// Reads outputs into `tally` (numbered by `number`) until `done(distinct)` or nothing arrives
+/// for `idle`; `progress` follows the distinct count as it grows. Returns what it read.
+pub fn read_into(
+    reader: &mut TestConsumer<'_>,
+    tally: &mut Tally,
+    number: fn(&Received) -> usize,
+    progress: &AtomicUsize,
+    idle: Duration,
+    done: impl Fn(usize) -> bool,
+) -> Vec<Received> {
+    let tally = RefCell::new(tally);
+    let counted = Cell::new(0);
+    reader.receive_until(idle, |received| {
+        let mut tally = tally.borrow_mut();
+        for output in &received[counted.get()..] {
+            tally.add(number(output));
+        }
+        counted.set(received.len());
+        progress.store(tally.distinct, Ordering::Release);
+        done(tally.distinct)
+    })
+}
+
+/// Reads until every one of `count` inputs came out at least once (or nothing came for
+/// [`IDLE`]); returns every output, repeats included, in order.
+pub fn read_every(reader: &mut TestConsumer<'_>, count: usize, number: fn(&Received) -> usize) -> Vec<Received> {
+    let mut tally = Tally::new(count);
+    read_into(reader, &mut tally, number, &AtomicUsize::new(0), IDLE, |distinct| distinct == count)
+}
+
+/// Sets the flag when dropped, also when a test panics: the threads it runs then stop.
+#[derive(Debug)]
+pub struct SetOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Kills the worker with SIGKILL, as a crash would, and waits until it is dead (a zombie until
+/// the [`RunningWorker`] reaps it).
+pub fn kill_9(worker: &RunningWorker) {
+    let pid = worker.pid().expect("worker running");
+    let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
+    assert!(killed.success(), "kill -KILL {pid} failed");
+    let dead = || fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.contains(") Z "));
+    let deadline = Instant::now() + HANG_GUARD;
+    while !dead() {
+        assert!(Instant::now() < deadline, "worker {pid} still alive after SIGKILL");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
