@@ -240,6 +240,11 @@ impl FunctionSpec {
                 problem("inputs", format!("{topic:?}: {reason}"));
             }
         }
+        if let Some(pattern) = &self.topics_pattern
+            && let Err(e) = regex::Regex::new(pattern)
+        {
+            problem("topics_pattern", format!("{pattern:?} is not a regular expression: {e}"));
+        }
         for (field, topic) in
             [("output", &self.output), ("log_topic", &self.log_topic), ("dead_letter_topic", &self.dead_letter_topic)]
         {
@@ -339,6 +344,17 @@ mod tests {
                 "log_level"
             ]
         );
+    }
+
+    #[test]
+    fn a_topics_pattern_must_be_a_regular_expression() {
+        let good = spec("name = \"f\"\nplugin = \"p\"\ntopics_pattern = \"persistent://public/default/in-.*\"\n");
+        assert!(problems(&good).is_empty());
+        let bad = spec("name = \"f\"\nplugin = \"p\"\ntopics_pattern = \"in-(\"\n");
+        let found = problems(&bad);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "topics_pattern");
+        assert!(found[0].1.starts_with("\"in-(\" is not a regular expression"), "{}", found[0].1);
     }
 
     #[test]

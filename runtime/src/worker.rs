@@ -243,7 +243,6 @@ impl Worker {
             Topics::Pulsar(pulsar) => (Arc::new(Arc::clone(pulsar)), Arc::new(Arc::clone(pulsar))),
         };
         let wiring = function::Wiring {
-            on_pulsar: matches!(topics, Topics::Pulsar(_)),
             transport,
             sink,
             outcomes: Arc::clone(&outcomes),

@@ -147,8 +147,15 @@ impl Sink for EmbeddedBroker {
 }
 
 impl Transport for Arc<EmbeddedBroker> {
-    /// Embedded topics are named exactly: a `topics_pattern` matches nothing here.
+    /// Embedded topics are named exactly: a `topics_pattern` is refused.
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError> {
+        if request.topics_pattern.is_some() {
+            return Err(TransportError::Unsupported {
+                transport: "embedded",
+                feature: "topics_pattern",
+                reason: "embedded topics are named exactly; list them in `inputs`",
+            });
+        }
         let subscriptions = request
             .topics
             .iter()

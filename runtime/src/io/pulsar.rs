@@ -20,6 +20,8 @@ use std::{
 
 use pulsar::{Authentication, Pulsar, TokioExecutor};
 
+use crate::config::ProcessingGuarantees;
+
 use self::producers::Producers;
 pub use self::source::PulsarSource;
 use super::transport::{Message, Published, Sink, Source, SubscriptionRequest, Transport, TransportError};
@@ -223,5 +225,17 @@ impl Transport for Arc<PulsarTransport> {
             return Err(TransportError::Topic { topic: String::new(), reason: "no input topics".into() });
         }
         Ok(Arc::new(PulsarSource::new(Arc::clone(&self.client), request.clone())))
+    }
+
+    fn offers(&self, guarantees: ProcessingGuarantees) -> Result<(), TransportError> {
+        match guarantees {
+            ProcessingGuarantees::EffectivelyOnce => Err(TransportError::Unsupported {
+                transport: "Pulsar",
+                feature: "effectively_once",
+                reason: "it needs producer sequence ids for broker deduplication, which the pulsar crate does not \
+                         let a producer set; use at_least_once",
+            }),
+            _ => Ok(()),
+        }
     }
 }

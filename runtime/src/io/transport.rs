@@ -8,6 +8,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config::ProcessingGuarantees;
+
 /// One message on a topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -149,6 +151,8 @@ pub enum TransportError {
     SubscriptionType { topic: String, subscription: String, existing: SubscriptionType, requested: SubscriptionType },
     #[error("topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
+    #[error("{feature} is not available on the {transport} transport: {reason}")]
+    Unsupported { transport: &'static str, feature: &'static str, reason: &'static str },
 }
 
 /// One consumer on a subscription (of one or more topics).
@@ -236,4 +240,11 @@ impl<T: Sink + ?Sized> Sink for Arc<T> {
 pub trait Transport: Sink {
     /// Joins the subscription `request` names as a new consumer.
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError>;
+
+    /// Whether functions can run with `guarantees` here; all of them can unless a transport
+    /// says otherwise.
+    fn offers(&self, guarantees: ProcessingGuarantees) -> Result<(), TransportError> {
+        let _ = guarantees;
+        Ok(())
+    }
 }

@@ -15,7 +15,7 @@ use super::{
     watchdog::Watched,
 };
 use crate::{
-    config::{FunctionSpec, ProcessingGuarantees},
+    config::FunctionSpec,
     context::FunctionIdentity,
     instance::{InitError, PluginInstance},
     io::transport::{Sink, Transport, TransportError},
@@ -102,8 +102,8 @@ pub enum StartError {
     Init(#[from] InitError),
     #[error("function {fqfn}: cannot subscribe: {source}")]
     Subscribe { fqfn: String, source: TransportError },
-    #[error("function {fqfn}: {reason}")]
-    Unsupported { fqfn: String, reason: String },
+    #[error("function {fqfn}: {source}")]
+    Unsupported { fqfn: String, source: TransportError },
     #[error("function {fqfn}: cannot start instance thread: {source}")]
     Thread { fqfn: String, source: std::io::Error },
 }
@@ -111,8 +111,6 @@ pub enum StartError {
 /// What every function's instances are wired to.
 #[derive(Debug, Clone)]
 pub(super) struct Wiring {
-    /// Whether the functions' topics are on Pulsar (else embedded).
-    pub on_pulsar: bool,
     pub transport: Arc<dyn Transport>,
     pub sink: Arc<dyn Sink>,
     pub outcomes: Arc<Outcomes>,
@@ -146,19 +144,8 @@ impl FunctionRunner {
     ) -> Result<(Self, Vec<Watched>), StartError> {
         let spec = &shared.spec;
         let fqfn = shared.fqfn.clone();
-        if spec.topics_pattern.is_some() && !wiring.on_pulsar {
-            return Err(StartError::Unsupported {
-                fqfn,
-                reason: "topics_pattern needs the Pulsar transport; the embedded one takes `inputs`".into(),
-            });
-        }
-        if spec.processing_guarantees == ProcessingGuarantees::EffectivelyOnce && wiring.on_pulsar {
-            return Err(StartError::Unsupported {
-                fqfn,
-                reason: "effectively_once needs producer sequence ids for broker deduplication, which the \
-                         pulsar crate does not let a producer set; use at_least_once"
-                    .into(),
-            });
+        if let Err(source) = wiring.transport.offers(spec.processing_guarantees) {
+            return Err(StartError::Unsupported { fqfn, source });
         }
         let instances = instantiate_all(spec, &plugin)?;
         let settings = Arc::new(LoopSettings {

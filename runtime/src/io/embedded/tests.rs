@@ -188,3 +188,18 @@ fn a_wake_ends_a_waiting_receive() {
     assert_eq!(source.receive(1, Duration::from_secs(3600), &mut into), Ok(0));
     thread.join().expect("waker thread");
 }
+
+#[test]
+fn a_topics_pattern_is_refused_with_what_to_use_instead() {
+    let broker = EmbeddedBroker::new();
+    let request = SubscriptionRequest {
+        topics_pattern: Some("in-.*".into()),
+        ..SubscriptionRequest::new(Vec::new(), "s", SubscriptionType::Shared)
+    };
+    let error = broker.subscribe(&request).expect_err("a pattern is refused");
+    assert_eq!(
+        error.to_string(),
+        "topics_pattern is not available on the embedded transport: embedded topics are named exactly; list them \
+         in `inputs`"
+    );
+}
