@@ -40,6 +40,8 @@ struct Reported {
 pub(super) struct Commits {
     next_id: u64,
     open: Vec<Commit>,
+    /// The inputs of the open commits.
+    inputs: usize,
     reported: Arc<Reported>,
 }
 
@@ -47,6 +49,7 @@ impl Commits {
     /// Opens a commit for a batch's inputs; its publishes follow with [`Commits::publish`].
     pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(Arc<Message>, Outcome)>) {
         self.next_id += 1;
+        self.inputs += acks.len();
         self.open.push(Commit { id: self.next_id, publishing: 0, failure: None, acks, reports });
     }
 
@@ -70,6 +73,11 @@ impl Commits {
         self.open.len()
     }
 
+    /// How many inputs wait in them.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
     /// Takes the commits whose publishes are all reported, waiting up to `wait` for one when
     /// none is ready yet.
     pub fn take_settled(&mut self, wait: Duration, into: &mut Vec<Commit>) {
@@ -78,6 +86,7 @@ impl Commits {
             self.apply_reports();
             let before = into.len();
             into.extend(self.open.extract_if(.., |commit| commit.publishing == 0));
+            self.inputs -= into[before..].iter().map(|commit| commit.acks.len()).sum::<usize>();
             if into.len() > before || self.open.is_empty() {
                 return;
             }
@@ -149,7 +158,7 @@ mod tests {
         let done = settled(&mut commits, Duration::ZERO);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].acks, vec![1, 2]);
-        assert_eq!(commits.len(), 0);
+        assert_eq!((commits.len(), commits.inputs()), (0, 0));
     }
 
     #[test]
@@ -162,6 +171,7 @@ mod tests {
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
         first(Ok(()));
         assert!(settled(&mut commits, Duration::ZERO).is_empty(), "one publish still out");
+        assert_eq!((commits.len(), commits.inputs()), (1, 1));
         thread::spawn(move || second(Ok(())));
         let done = settled(&mut commits, Duration::from_secs(10));
         assert_eq!(done.len(), 1);

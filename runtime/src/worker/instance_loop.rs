@@ -1,7 +1,7 @@
 //! The per-instance loop: receive a batch, call the plugin on each message, then publish the
 //! batch's outputs and dead letters. The inputs are acknowledged once the transport holds all
 //! of them (see [`super::commits`]); meanwhile the loop goes on with the next batch, up to
-//! [`COMMITS_IN_FLIGHT`] batches ahead.
+//! [`INPUTS_IN_FLIGHT`] inputs ahead.
 //!
 //! A pending hot swap is taken between two messages, so each message is processed by exactly
 //! one version and the instance's order is kept. A call stuck past `timeout_ms` has its batch
@@ -33,8 +33,8 @@ use crate::{
 const BATCH: usize = 512;
 /// How long a receive waits before the loop looks at its stop flag again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
-/// Most batches whose publishes may be out at once before the loop waits for the oldest.
-const COMMITS_IN_FLIGHT: usize = 4;
+/// Most inputs whose batches' publishes may be out at once before the loop waits for some.
+const INPUTS_IN_FLIGHT: usize = 4 * BATCH;
 /// How long a stopping instance waits for its publishes before it says so in the log.
 const SLOW_DRAIN: Duration = Duration::from_secs(5);
 
@@ -335,7 +335,7 @@ impl InstanceLoop {
         drop(revoked);
         self.discard();
         self.settle_commits(Duration::ZERO);
-        while self.commits.len() >= COMMITS_IN_FLIGHT {
+        while self.commits.inputs() >= INPUTS_IN_FLIGHT {
             self.settle_commits(IDLE_WAIT);
         }
     }
