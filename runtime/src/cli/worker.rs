@@ -69,6 +69,10 @@ pub struct WorkerArgs {
     /// Accept any TLS certificate from the broker (testing only).
     #[arg(long)]
     pub tls_allow_insecure: bool,
+    /// Threads that run the Pulsar client's connections, consumers and producers. Instances
+    /// receive, send and acknowledge on their own threads.
+    #[arg(long, env = "PFN_PULSAR_IO_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pulsar_io_threads: u16,
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then drains and returns.
@@ -116,6 +120,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
                 token: args.pulsar_token.clone(),
                 tls_trust_certs: args.tls_trust_certs.clone(),
                 tls_allow_insecure: args.tls_allow_insecure,
+                io_threads: usize::from(args.pulsar_io_threads),
             };
             match PulsarTransport::connect(&settings, || stop_requested.load(Ordering::Acquire)) {
                 Ok(pulsar) => Topics::Pulsar(Arc::new(pulsar)),

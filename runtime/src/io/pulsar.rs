@@ -42,6 +42,8 @@ pub struct PulsarSettings {
     pub tls_trust_certs: Option<PathBuf>,
     /// Accept any TLS certificate (testing only).
     pub tls_allow_insecure: bool,
+    /// Threads of the client's runtime (at least 1).
+    pub io_threads: usize,
 }
 
 /// Failures counted since the worker started.
@@ -121,7 +123,7 @@ impl PulsarTransport {
             return Err(ConnectError::Url { url: settings.url.clone() });
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(settings.io_threads.max(1))
             .thread_name("pfn-pulsar")
             .enable_all()
             .build()
