@@ -267,34 +267,86 @@ impl Run {
         parts.join("; ")
     }
 
+    /// The run's figures as the report prints them.
+    fn figures(&self) -> Figures {
+        let per_message = |cpu: Duration| micros_per_message(cpu, self.messages);
+        Figures {
+            rate: format!("{:.0}", self.rate()),
+            cpu: format!("{:.1}", self.cpu_per_message()),
+            cpu_whole: format!("{:.1}", per_message(self.cpu_whole)),
+            startup_ms: format!("{:.0}", self.startup.as_secs_f64() * 1e3),
+            relay: format!("{:.1}", per_message(self.bench_cpu)),
+            broker: self.broker_cpu.map_or_else(|| "?".into(), |cpu| format!("{:.1}", per_message(cpu))),
+            own: self.own.map(|(window, cpu)| {
+                (format!("{:.0}", self.messages as f64 / window.as_secs_f64()), format!("{:.1}", per_message(cpu)))
+            }),
+            outside: format!("{:.0} %", self.outside),
+            irq: format!("{:.0} %", self.irq),
+            steal: format!("{:.0} %", self.steal),
+            idle: format!("{:.0} %", self.idle),
+        }
+    }
+
     fn line(&self) -> String {
-        let own = self.own.map_or_else(String::new, |(window, cpu)| {
-            format!(
-                "; own: {:.0} msg/s, {:.1} µs/msg",
-                self.messages as f64 / window.as_secs_f64(),
-                micros_per_message(cpu, self.messages)
-            )
-        });
+        let f = self.figures();
+        let own = f.own.as_ref().map_or_else(String::new, |(rate, cpu)| format!("; own: {rate} msg/s, {cpu} µs/msg"));
         format!(
-            "round {} {:>6}: {:>6.0} msg/s, {:.1} µs CPU/msg (whole process {:.1}), startup {:.0} ms, relay {:.1} \
-             µs/msg, broker {} µs/msg, outside {:.0} % (irq {:.0} %), steal {:.0} %, idle {:.0} %, preload {:.1} s{own}\n    threads: {}\n    broker threads: {}",
+            "round {} {:>6}: {:>6} msg/s, {} µs CPU/msg (whole process {}), startup {} ms, relay {} µs/msg, broker {} \
+             µs/msg, outside {} (irq {}), steal {}, idle {}, preload {:.1} s{own}\n    threads: {}\n    broker threads: {}",
             self.round,
             self.contender.name(),
-            self.rate(),
-            self.cpu_per_message(),
-            micros_per_message(self.cpu_whole, self.messages),
-            self.startup.as_secs_f64() * 1e3,
-            micros_per_message(self.bench_cpu, self.messages),
-            self.broker_cpu.map_or_else(|| "?".into(), |cpu| format!("{:.1}", micros_per_message(cpu, self.messages))),
-            self.outside,
-            self.irq,
-            self.steal,
-            self.idle,
+            f.rate,
+            f.cpu,
+            f.cpu_whole,
+            f.startup_ms,
+            f.relay,
+            f.broker,
+            f.outside,
+            f.irq,
+            f.steal,
+            f.idle,
             self.preload.as_secs_f64(),
             self.thread_split(),
             self.broker_split(),
         )
     }
+
+    /// The run as a row of the report's main table.
+    fn row(&self) -> String {
+        let f = self.figures();
+        let own = f.own.as_ref().map_or_else(String::new, |(rate, cpu)| format!("{rate}, {cpu}"));
+        format!(
+            "| {} | {} | {} | {} | {} | {own} | {} ms | {} | {} | {} ({}) / {} | {} |",
+            self.round,
+            self.contender.name(),
+            f.rate,
+            f.cpu,
+            f.cpu_whole,
+            f.startup_ms,
+            f.relay,
+            f.broker,
+            f.outside,
+            f.irq,
+            f.steal,
+            f.idle,
+        )
+    }
+}
+
+/// One run's figures, formatted once for both the progress line and the table.
+struct Figures {
+    rate: String,
+    cpu: String,
+    cpu_whole: String,
+    startup_ms: String,
+    relay: String,
+    broker: String,
+    /// The contender's own rate and CPU per message, when it measures itself.
+    own: Option<(String, String)>,
+    outside: String,
+    irq: String,
+    steal: String,
+    idle: String,
 }
 
 fn micros_per_message(cpu: Duration, messages: usize) -> f64 {
@@ -806,32 +858,7 @@ fn report(plan: &Plan, runs: &[Run]) {
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for run in runs {
-        let own = run.own.map_or_else(
-            || "".into(),
-            |(window, cpu)| {
-                format!(
-                    "{:.0}, {:.1}",
-                    run.messages as f64 / window.as_secs_f64(),
-                    micros_per_message(cpu, run.messages)
-                )
-            },
-        );
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {own} | {:.0} ms | {:.1} | {} | {:.0} % ({:.0} %) / {:.0} % | {:.0} % |",
-            run.round,
-            run.contender.name(),
-            run.rate(),
-            run.cpu_per_message(),
-            micros_per_message(run.cpu_whole, run.messages),
-            run.startup.as_secs_f64() * 1e3,
-            micros_per_message(run.bench_cpu, run.messages),
-            run.broker_cpu.map_or_else(|| "?".into(), |cpu| format!("{:.1}", micros_per_message(cpu, run.messages))),
-            run.outside,
-            run.irq,
-            run.steal,
-            run.idle,
-        );
+        let _ = writeln!(out, "{}", run.row());
     }
     let _ = writeln!(
         out,
