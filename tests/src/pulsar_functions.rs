@@ -32,20 +32,40 @@ pub const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// A spec running exclamation from `input` to `output`, reading the input from its start.
 pub fn shout_spec(input: &str, output: &str, extra: &str) -> String {
+    spec("shout", "exclamation", input, output, extra)
+}
+
+/// Starts a worker on `relay` running `spec` (see [`shout_spec`]) and waits until it runs.
+pub fn start_shout(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
+    start_function(dir, relay, ("shout", SHOUT), (&plugin("exclamation"), "libexclamation.so"), spec)
+}
+
+/// A spec named `name` running `plugin` from `input` to `output`, reading the input from its
+/// start.
+fn spec(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> String {
     format!(
-        "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
+        "name = \"{name}\"\nplugin = \"{plugin}\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
          subscription_position = \"earliest\"\n{extra}\n"
     )
 }
 
-pub fn start_shout(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
+/// Starts a worker on `relay` with one spec (`name` in the functions directory, function
+/// `fqfn`) and its plugin file, and waits until the function runs.
+fn start_function(
+    dir: &Path,
+    relay: &Relay,
+    (name, fqfn): (&str, &str),
+    (plugin, file_name): (&Path, &str),
+    spec: &str,
+) -> RunningWorker {
+    let spec_file = format!("{name}.toml");
     let worker = RunningWorker::start(
         dir,
-        &[("shout.toml", spec)],
-        &[(&plugin("exclamation"), "libexclamation.so")],
+        &[(spec_file.as_str(), spec)],
+        &[(plugin, file_name)],
         &["--pulsar-url", &relay.url()],
     );
-    worker.wait_until("shout runs", |worker| worker.function(SHOUT)["state"] == "running");
+    worker.wait_until(&format!("{name} runs"), |worker| worker.function(fqfn)["state"] == "running");
     worker
 }
 
@@ -81,21 +101,12 @@ pub fn tally(outputs: &[Received], count: usize) -> Vec<u32> {
 
 /// The panicky fixture from `input` to `output`, reading the input from its start.
 pub fn panicky_spec(input: &str, output: &str, extra: &str) -> String {
-    format!(
-        "name = \"panicky\"\nplugin = \"panicky\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
-         subscription_position = \"earliest\"\n{extra}\n"
-    )
+    spec("panicky", "panicky", input, output, extra)
 }
 
+/// Starts a worker on `relay` running `spec` (see [`panicky_spec`]) and waits until it runs.
 pub fn start_panicky(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
-    let worker = RunningWorker::start(
-        dir,
-        &[("panicky.toml", spec)],
-        &[(&fixture("panicky"), "libpanicky.so")],
-        &["--pulsar-url", &relay.url()],
-    );
-    worker.wait_until("panicky runs", |worker| worker.function(PANICKY)["state"] == "running");
-    worker
+    start_function(dir, relay, ("panicky", PANICKY), (&fixture("panicky"), "libpanicky.so"), spec)
 }
 
 /// Waits until `consumers` of the worker's consumers have subscribed: input published from now
