@@ -65,7 +65,12 @@ struct Shared {
     checksums_inserted: AtomicU64,
     lookups_redirected: AtomicU64,
     receipts: AtomicU64,
+    /// The authentication of each client CONNECT seen, in order.
+    connect_auths: Mutex<Vec<ConnectAuth>>,
 }
+
+/// The authentication method name and data a client connected with.
+pub type ConnectAuth = (Option<String>, Option<Vec<u8>>);
 
 /// What a relay has done so far, for tests that check it was in the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,6 +116,7 @@ impl Relay {
             checksums_inserted: AtomicU64::new(0),
             lookups_redirected: AtomicU64::new(0),
             receipts: AtomicU64::new(0),
+            connect_auths: Mutex::new(Vec::new()),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -162,6 +168,11 @@ impl Relay {
     /// order, when unpaused.
     pub fn set_paused(&self, paused: bool) {
         self.shared.set_paused(paused);
+    }
+
+    /// The authentication each client connection sent in its CONNECT, in order.
+    pub fn connect_auths(&self) -> Vec<ConnectAuth> {
+        self.shared.connect_auths.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Pauses (as [`Relay::set_paused`]) right after the `count`th MESSAGE frame since the relay
@@ -266,7 +277,7 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
     let up = {
         let shared = Arc::clone(shared);
         move || {
-            let _ = pump_up(up_client, up_broker);
+            let _ = pump_up(up_client, up_broker, &shared);
             shared.close(id);
         }
     };
@@ -292,13 +303,22 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
     spawned.map(drop)
 }
 
-/// Client→broker: bytes pass unchanged, each read leaving in one write.
-fn pump_up(mut client: TcpStream, mut broker: TcpStream) -> io::Result<()> {
+/// Client→broker: bytes pass unchanged, each read leaving in one write. A CONNECT at the start
+/// of the first read has its authentication noted.
+fn pump_up(mut client: TcpStream, mut broker: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut buf = vec![0_u8; BUFFER];
+    let mut first = true;
     loop {
         match client.read(&mut buf) {
             Ok(0) => return Ok(()),
-            Ok(n) => broker.write_all(&buf[..n])?,
+            Ok(n) => {
+                if std::mem::take(&mut first)
+                    && let Some(auth) = frame::connect_auth(&buf[..n])
+                {
+                    shared.connect_auths.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(auth);
+                }
+                broker.write_all(&buf[..n])?;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

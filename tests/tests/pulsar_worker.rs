@@ -132,6 +132,32 @@ fn effectively_once_is_refused_on_pulsar_with_the_reason() {
 }
 
 #[test]
+fn a_token_given_to_the_worker_is_sent_in_every_connect() {
+    const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwZm4tdGVzdCJ9.c2lnbmF0dXJl";
+    let broker = TestBroker::start();
+    let relay = Relay::start(broker.addr()).expect("relay");
+    let (input, output) = (unique_topic("in"), unique_topic("out"));
+    let dir = scratch();
+    let worker = RunningWorker::start(
+        dir.path(),
+        &[("shout.toml", &shout_spec(&input, &output, ""))],
+        &[(&plugin("exclamation"), "libexclamation.so")],
+        &["--pulsar-url", &relay.url(), "--pulsar-token", TOKEN],
+    );
+    wait_subscribed(&worker, 1);
+    let auths = relay.connect_auths();
+    assert!(!auths.is_empty(), "no CONNECT seen");
+    for (method, data) in &auths {
+        assert_eq!(method.as_deref(), Some("token"), "{auths:?}");
+        assert_eq!(data.as_deref(), Some(TOKEN.as_bytes()), "{auths:?}");
+    }
+    // The token does not show in the worker's log.
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "worker exit: {status}\n{log}");
+    assert!(!log.contains(TOKEN), "the token is in the log");
+}
+
+#[test]
 fn a_broker_crash_and_restart_mid_stream_loses_no_input_and_the_worker_keeps_running() {
     const COUNT: usize = 10_000;
     let mut broker = TestBroker::start();

@@ -69,6 +69,14 @@ pub fn decode_command(frame: &[u8]) -> io::Result<BaseCommand> {
     BaseCommand::decode(command).map_err(|e| invalid(format!("command: {e}")))
 }
 
+/// The authentication a client's CONNECT carries (method name and data), when `bytes` start
+/// with a whole CONNECT frame.
+pub fn connect_auth(bytes: &[u8]) -> Option<(Option<String>, Option<Vec<u8>>)> {
+    let command = decode_command(bytes).ok()?;
+    let connect = command.connect.filter(|_| command.r#type == Type::Connect as i32)?;
+    Some((connect.auth_method_name, connect.auth_data))
+}
+
 /// Rewrites, in place, one frame the broker sent so that the stock `pulsar` crate takes it:
 /// MESSAGE frames without the magic get the magic and CRC32C inserted; lookup responses get
 /// `relay_url` as their broker URL. Everything else is left as it is.
@@ -263,6 +271,24 @@ mod tests {
         let before = frame.clone();
         assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1").expect("rewrite"), Rewrite::Receipt);
         assert_eq!(frame, before);
+    }
+
+    #[test]
+    fn connect_auth_reads_the_method_and_data_of_a_connect() {
+        let command = BaseCommand {
+            r#type: Type::Connect as i32,
+            connect: Some(pulsar::proto::CommandConnect {
+                auth_method_name: Some("token".into()),
+                auth_data: Some(b"secret".to_vec()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let frame = encode_command(&command);
+        assert_eq!(connect_auth(&frame), Some((Some("token".into()), Some(b"secret".to_vec()))));
+        let ping = encode_command(&BaseCommand { r#type: Type::Ping as i32, ..Default::default() });
+        assert_eq!(connect_auth(&ping), None);
+        assert_eq!(connect_auth(b"m"), None);
     }
 
     #[test]
