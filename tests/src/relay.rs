@@ -176,7 +176,8 @@ impl Relay {
     }
 
     /// Pauses (as [`Relay::set_paused`]) right after the `count`th MESSAGE frame since the relay
-    /// started has passed, so that a test can stop the traffic at an exact point.
+    /// started has passed, so that a test can stop the traffic at an exact point. Counted are
+    /// the frames that got a checksum inserted: every MESSAGE frame pulsar-lite sends.
     pub fn pause_after_messages(&self, count: u64) {
         self.shared.pause_at_message.store(count, Ordering::SeqCst);
     }

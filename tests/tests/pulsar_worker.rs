@@ -147,6 +147,7 @@ fn a_token_given_to_the_worker_is_sent_in_every_connect() {
     wait_subscribed(&worker, 1);
     let auths = relay.connect_auths();
     assert!(!auths.is_empty(), "no CONNECT seen");
+    assert_eq!(auths.len() as u64, relay.stats().connections, "a connection whose CONNECT was not read");
     for (method, data) in &auths {
         assert_eq!(method.as_deref(), Some("token"), "{auths:?}");
         assert_eq!(data.as_deref(), Some(TOKEN.as_bytes()), "{auths:?}");

@@ -201,7 +201,7 @@ impl Sink for PulsarTransport {
         }
         self.client.runtime.block_on(async {
             let receipts = self.producers.send(&self.client, topic, messages).await?;
-            receipts.wait(&self.client).await
+            receipts.wait(&self.client.counters).await
         })
     }
 
@@ -209,14 +209,15 @@ impl Sink for PulsarTransport {
     /// receipts on the transport's runtime.
     fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
         if messages.is_empty() {
-            return done(Ok(()));
+            return done.report(Ok(()));
         }
         match self.client.runtime.block_on(self.producers.send(&self.client, topic, messages)) {
             Ok(receipts) => {
-                let client = Arc::clone(&self.client);
-                self.client.runtime.spawn(async move { done(receipts.wait(&client).await) });
+                // Not the client: the task must never hold the last reference to the runtime.
+                let counters = Arc::clone(&self.client.counters);
+                self.client.runtime.spawn(async move { done.report(receipts.wait(&counters).await) });
             }
-            Err(error) => done(Err(error)),
+            Err(error) => done.report(Err(error)),
         }
     }
 }

@@ -175,8 +175,40 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn wake(&self);
 }
 
-/// Told once whether a [`Sink::publish_then`] is held by the transport or failed.
-pub type Published = Box<dyn FnOnce(Result<(), TransportError>) + Send>;
+/// Told once whether a [`Sink::publish_then`] is held by the transport or failed. Dropped
+/// untold (a task cancelled as the transport shuts down), it reports the transport closed, so
+/// that nobody waits for it forever.
+pub struct Published(Option<Report>);
+
+/// What a [`Published`] calls with the result.
+type Report = Box<dyn FnOnce(Result<(), TransportError>) + Send>;
+
+impl Published {
+    pub fn new(done: impl FnOnce(Result<(), TransportError>) + Send + 'static) -> Self {
+        Self(Some(Box::new(done)))
+    }
+
+    /// Reports the publish's result.
+    pub fn report(mut self, result: Result<(), TransportError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(TransportError::Closed));
+        }
+    }
+}
+
+impl fmt::Debug for Published {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Published").field("told", &self.0.is_none()).finish()
+    }
+}
 
 /// Publishes messages to topics.
 pub trait Sink: Send + Sync + fmt::Debug {
@@ -187,7 +219,7 @@ pub trait Sink: Send + Sync + fmt::Debug {
     /// `done` once the transport holds them all or cannot. It may return before `done` runs, and
     /// `done` may run on another thread. The default publishes and calls `done` before returning.
     fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
-        done(self.publish(topic, messages));
+        done.report(self.publish(topic, messages));
     }
 }
 
@@ -243,8 +275,7 @@ pub trait Transport: Sink {
 
     /// Whether functions can run with `guarantees` here; all of them can unless a transport
     /// says otherwise.
-    fn offers(&self, guarantees: ProcessingGuarantees) -> Result<(), TransportError> {
-        let _ = guarantees;
+    fn offers(&self, _guarantees: ProcessingGuarantees) -> Result<(), TransportError> {
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use super::outcomes::Outcome;
 use crate::{
-    io::transport::{DeliveryTag, Message, Sink, TransportError},
+    io::transport::{DeliveryTag, Message, Published, Sink, TransportError},
     sync::lock,
 };
 
@@ -27,6 +27,10 @@ pub(super) struct Commit {
     /// What to tell anyone waiting on an input's outcome.
     pub reports: Vec<(Arc<Message>, Outcome)>,
 }
+
+/// Names an open commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CommitId(u64);
 
 /// Publish results reported by the transport: the commit's id and the result.
 #[derive(Debug, Default)]
@@ -47,30 +51,35 @@ pub(super) struct Commits {
 
 impl Commits {
     /// Opens a commit for a batch's inputs; its publishes follow with [`Commits::publish`].
-    pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(Arc<Message>, Outcome)>) {
+    pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(Arc<Message>, Outcome)>) -> CommitId {
         self.next_id += 1;
         self.inputs += acks.len();
         self.open.push(Commit { id: self.next_id, publishing: 0, failure: None, acks, reports });
+        CommitId(self.next_id)
     }
 
-    /// Publishes `messages` to `topic` as part of the commit opened last.
-    pub fn publish(&mut self, sink: &dyn Sink, topic: &str, messages: Vec<Message>) {
-        let Some(commit) = self.open.last_mut() else { return };
+    /// Publishes `messages` to `topic` as part of commit `id`, which must be open.
+    pub fn publish(&mut self, id: CommitId, sink: &dyn Sink, topic: &str, messages: Vec<Message>) {
+        let commit = self.open.iter_mut().find(|commit| commit.id == id.0);
+        debug_assert!(commit.is_some(), "publish to commit {} that is not open", id.0);
+        let Some(commit) = commit else { return };
         commit.publishing += 1;
-        let (id, reported) = (commit.id, Arc::clone(&self.reported));
-        sink.publish_then(
-            topic,
-            messages,
-            Box::new(move |result| {
-                lock(&reported.results).push((id, result));
-                reported.arrived.notify_one();
-            }),
-        );
+        let reported = Arc::clone(&self.reported);
+        let done = Published::new(move |result| {
+            lock(&reported.results).push((id.0, result));
+            reported.arrived.notify_one();
+        });
+        sink.publish_then(topic, messages, done);
     }
 
     /// How many commits wait for their publishes.
     pub fn len(&self) -> usize {
         self.open.len()
+    }
+
+    /// Whether no commit waits.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
     }
 
     /// How many inputs wait in them.
@@ -80,7 +89,7 @@ impl Commits {
 
     /// Takes the commits whose publishes are all reported, waiting up to `wait` for one when
     /// none is ready yet.
-    pub fn take_settled(&mut self, wait: Duration, into: &mut Vec<Commit>) {
+    pub fn take_finished(&mut self, wait: Duration, into: &mut Vec<Commit>) {
         let deadline = Instant::now() + wait;
         loop {
             self.apply_reports();
@@ -122,7 +131,6 @@ mod tests {
     use std::{sync::mpsc, thread};
 
     use super::*;
-    use crate::io::transport::Published;
 
     /// A sink that reports each publish when the test says so, from another thread.
     #[derive(Debug)]
@@ -147,7 +155,7 @@ mod tests {
 
     fn settled(commits: &mut Commits, wait: Duration) -> Vec<Commit> {
         let mut into = Vec::new();
-        commits.take_settled(wait, &mut into);
+        commits.take_finished(wait, &mut into);
         into
     }
 
@@ -165,14 +173,14 @@ mod tests {
     fn a_commit_settles_only_when_every_publish_is_reported() {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
-        commits.open(vec![7], Vec::new());
-        commits.publish(&sink, "out", vec![Message::from_payload(b"a".to_vec())]);
-        commits.publish(&sink, "dead", vec![Message::from_payload(b"b".to_vec())]);
+        let id = commits.open(vec![7], Vec::new());
+        commits.publish(id, &sink, "out", vec![Message::from_payload(b"a".to_vec())]);
+        commits.publish(id, &sink, "dead", vec![Message::from_payload(b"b".to_vec())]);
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
-        first(Ok(()));
+        first.report(Ok(()));
         assert!(settled(&mut commits, Duration::ZERO).is_empty(), "one publish still out");
         assert_eq!((commits.len(), commits.inputs()), (1, 1));
-        thread::spawn(move || second(Ok(())));
+        thread::spawn(move || second.report(Ok(())));
         let done = settled(&mut commits, Duration::from_secs(10));
         assert_eq!(done.len(), 1);
         assert!(done[0].failure.is_none());
@@ -183,26 +191,38 @@ mod tests {
     fn one_failed_publish_fails_its_commit_and_no_other() {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
-        commits.open(vec![1], Vec::new());
-        commits.publish(&sink, "out", vec![Message::default()]);
-        commits.open(vec![2], Vec::new());
-        commits.publish(&sink, "out", vec![Message::default()]);
+        let first = commits.open(vec![1], Vec::new());
+        commits.publish(first, &sink, "out", vec![Message::default()]);
+        let second = commits.open(vec![2], Vec::new());
+        commits.publish(second, &sink, "out", vec![Message::default()]);
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
-        second(Ok(()));
-        first(Err(TransportError::Closed));
+        second.report(Ok(()));
+        first.report(Err(TransportError::Topic { topic: "out".into(), reason: "no receipt".into() }));
         let mut done = settled(&mut commits, Duration::from_secs(10));
         done.sort_by_key(|commit| commit.acks[0]);
         assert_eq!(done.len(), 2);
-        assert_eq!(done[0].failure, Some(TransportError::Closed));
+        assert_eq!(done[0].failure, Some(TransportError::Topic { topic: "out".into(), reason: "no receipt".into() }));
         assert_eq!(done[1].failure, None);
+    }
+
+    #[test]
+    fn a_publish_dropped_unreported_fails_its_commit_as_closed() {
+        let (sink, pending) = later_sink();
+        let mut commits = Commits::default();
+        let id = commits.open(vec![3], Vec::new());
+        commits.publish(id, &sink, "out", vec![Message::default()]);
+        drop(pending.recv().expect("the publish"));
+        let done = settled(&mut commits, Duration::from_secs(10));
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].failure, Some(TransportError::Closed));
     }
 
     #[test]
     fn waiting_gives_up_after_the_wait_when_nothing_is_reported() {
         let (sink, _pending) = later_sink();
         let mut commits = Commits::default();
-        commits.open(vec![1], Vec::new());
-        commits.publish(&sink, "out", vec![Message::default()]);
+        let id = commits.open(vec![1], Vec::new());
+        commits.publish(id, &sink, "out", vec![Message::default()]);
         assert!(settled(&mut commits, Duration::from_millis(20)).is_empty());
         assert_eq!(commits.len(), 1);
     }

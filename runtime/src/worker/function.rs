@@ -102,8 +102,8 @@ pub enum StartError {
     Init(#[from] InitError),
     #[error("function {fqfn}: cannot subscribe: {source}")]
     Subscribe { fqfn: String, source: TransportError },
-    #[error("function {fqfn}: {source}")]
-    Unsupported { fqfn: String, source: TransportError },
+    #[error("function {fqfn}: {refusal}")]
+    Unsupported { fqfn: String, refusal: TransportError },
     #[error("function {fqfn}: cannot start instance thread: {source}")]
     Thread { fqfn: String, source: std::io::Error },
 }
@@ -144,8 +144,8 @@ impl FunctionRunner {
     ) -> Result<(Self, Vec<Watched>), StartError> {
         let spec = &shared.spec;
         let fqfn = shared.fqfn.clone();
-        if let Err(source) = wiring.transport.offers(spec.processing_guarantees) {
-            return Err(StartError::Unsupported { fqfn, source });
+        if let Err(refusal) = wiring.transport.offers(spec.processing_guarantees) {
+            return Err(StartError::Unsupported { fqfn, refusal });
         }
         let instances = instantiate_all(spec, &plugin)?;
         let settings = Arc::new(LoopSettings {

@@ -33,7 +33,8 @@ use crate::{
 const BATCH: usize = 512;
 /// How long a receive waits before the loop looks at its stop flag again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
-/// Most inputs whose batches' publishes may be out at once before the loop waits for some.
+/// Once this many inputs wait for their batches' publishes, the loop waits for some to settle
+/// before it receives again (a batch may take it past this by up to [`BATCH`] - 1).
 const INPUTS_IN_FLIGHT: usize = 4 * BATCH;
 /// How long a stopping instance waits for its publishes before it says so in the log.
 const SLOW_DRAIN: Duration = Duration::from_secs(5);
@@ -91,7 +92,7 @@ pub(super) struct InstanceLoop {
     reports: Vec<(Arc<Message>, Outcome)>,
     counts: BatchCounts,
     commits: Commits,
-    settled: Vec<Commit>,
+    finished: Vec<Commit>,
 }
 
 /// What one message came to.
@@ -126,7 +127,7 @@ impl InstanceLoop {
             reports: Vec::new(),
             counts: BatchCounts::default(),
             commits: Commits::default(),
-            settled: Vec::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -135,17 +136,17 @@ impl InstanceLoop {
         let span = tracing::error_span!("function", fqfn = %self.settings.fqfn, instance = self.control.id);
         let _entered = span.enter();
         while !self.control.stop.load(Ordering::Acquire) {
-            self.settle_commits(Duration::ZERO);
+            self.finish_commits(Duration::ZERO);
             if self.control.swap_ready.load(Ordering::Acquire) {
                 // Idle between batches: switch now rather than at the next message.
                 self.take_swap();
             }
             self.batch.clear();
             // With publishes out, do not sit in a receive: their inputs wait to be settled.
-            let wait = if self.commits.len() == 0 { IDLE_WAIT } else { Duration::ZERO };
+            let wait = if self.commits.is_empty() { IDLE_WAIT } else { Duration::ZERO };
             match self.control.source.receive(BATCH, wait, &mut self.batch) {
                 Ok(0) => {
-                    self.settle_commits(IDLE_WAIT);
+                    self.finish_commits(IDLE_WAIT);
                     continue;
                 }
                 Ok(_) => {}
@@ -317,37 +318,39 @@ impl InstanceLoop {
             tracing::warn!(discarded, "stuck call returned after its batch was taken back; instance healthy again");
             return;
         }
+        // No call runs now, so the watchdog cannot take this batch back: let it go on watching
+        // the other instances while this one publishes.
+        drop(revoked);
         let acks = std::mem::replace(&mut self.acks, Vec::with_capacity(BATCH));
-        self.commits.open(acks, std::mem::take(&mut self.reports));
+        let commit = self.commits.open(acks, std::mem::take(&mut self.reports));
         if let Some(topic) = self.settings.output.as_deref().filter(|_| !self.outputs.is_empty()) {
             let outputs = std::mem::replace(&mut self.outputs, Vec::with_capacity(BATCH));
-            self.commits.publish(self.sink.as_ref(), topic, outputs);
+            self.commits.publish(commit, self.sink.as_ref(), topic, outputs);
         }
         if !self.dead_letters.is_empty() {
             let letters = std::mem::take(&mut self.dead_letters);
-            self.commits.publish(self.sink.as_ref(), &self.settings.dead_letter_topic, letters);
+            self.commits.publish(commit, self.sink.as_ref(), &self.settings.dead_letter_topic, letters);
         }
         for (tag, failures, reason) in self.nacks.drain(..) {
             control.source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
         }
         // Acknowledged inputs are counted once their commit settles.
         self.control.stats.add(&self.counts);
-        drop(revoked);
         self.discard();
-        self.settle_commits(Duration::ZERO);
+        self.finish_commits(Duration::ZERO);
         while self.commits.inputs() >= INPUTS_IN_FLIGHT {
-            self.settle_commits(IDLE_WAIT);
+            self.finish_commits(IDLE_WAIT);
         }
     }
 
-    /// Settles the commits whose publishes are all reported, waiting up to `wait` for one.
-    fn settle_commits(&mut self, wait: Duration) {
-        let mut settled = std::mem::take(&mut self.settled);
-        self.commits.take_settled(wait, &mut settled);
-        for commit in settled.drain(..) {
+    /// Finishes the commits whose publishes are all reported, waiting up to `wait` for one.
+    fn finish_commits(&mut self, wait: Duration) {
+        let mut finished = std::mem::take(&mut self.finished);
+        self.commits.take_finished(wait, &mut finished);
+        for commit in finished.drain(..) {
             self.finish(commit);
         }
-        self.settled = settled;
+        self.finished = finished;
     }
 
     /// Acknowledges and counts a commit's inputs, or, when a publish failed, has every one of
@@ -382,8 +385,8 @@ impl InstanceLoop {
     fn drain_commits(&mut self) {
         let since = std::time::Instant::now();
         let mut told = false;
-        while self.commits.len() > 0 {
-            self.settle_commits(IDLE_WAIT);
+        while !self.commits.is_empty() {
+            self.finish_commits(IDLE_WAIT);
             if !told && since.elapsed() >= SLOW_DRAIN {
                 tracing::warn!(
                     batches = self.commits.len(),

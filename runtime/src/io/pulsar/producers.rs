@@ -12,7 +12,7 @@ use std::{
 use pulsar::{Producer, ProducerOptions, TokioExecutor, producer::SendFuture};
 use tokio::sync::Mutex;
 
-use super::PulsarClient;
+use super::{PulsarClient, PulsarCounters};
 use crate::{
     io::transport::{Message, TransportError},
     sync::lock,
@@ -20,12 +20,12 @@ use crate::{
 
 /// A topic's producer, with a number that changes each time it is rebuilt.
 #[derive(Default)]
-struct Open {
+struct ProducerSlot {
     producer: Option<Producer<TokioExecutor>>,
     generation: u64,
 }
 
-type Slot = Arc<Mutex<Open>>;
+type Slot = Arc<Mutex<ProducerSlot>>;
 
 /// The producers of one transport, by topic.
 #[derive(Default)]
@@ -73,7 +73,7 @@ impl Producers {
             match producer.send_non_blocking(to_pulsar(message)).await {
                 Ok(receipt) => pending.push(receipt),
                 Err(error) => {
-                    open.drop_producer(generation, client);
+                    open.drop_producer(generation, &client.counters);
                     return Err(failed(topic, format!("send failed: {error}")));
                 }
             }
@@ -94,10 +94,10 @@ pub(super) struct Receipts {
 impl Receipts {
     /// Waits for every receipt; the first missing one fails them all and drops the producer
     /// that sent them, to be rebuilt.
-    pub async fn wait(self, client: &PulsarClient) -> Result<(), TransportError> {
+    pub async fn wait(self, counters: &PulsarCounters) -> Result<(), TransportError> {
         for receipt in self.pending {
             if let Err(error) = receipt.await {
-                self.slot.lock().await.drop_producer(self.generation, client);
+                self.slot.lock().await.drop_producer(self.generation, counters);
                 return Err(failed(&self.topic, format!("no receipt: {error}")));
             }
         }
@@ -105,12 +105,12 @@ impl Receipts {
     }
 }
 
-impl Open {
+impl ProducerSlot {
     /// Drops the producer if it is still the one of `generation`, and counts the failure.
-    fn drop_producer(&mut self, generation: u64, client: &PulsarClient) {
+    fn drop_producer(&mut self, generation: u64, counters: &PulsarCounters) {
         if self.generation == generation && self.producer.take().is_some() {
             self.generation += 1;
-            client.counters.producer_failures.fetch_add(1, Ordering::Relaxed);
+            counters.producer_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
