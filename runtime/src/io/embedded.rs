@@ -233,15 +233,16 @@ impl Source for EmbeddedConsumer {
         }
     }
 
-    fn ack(&self, tags: &[DeliveryTag]) {
+    fn ack(&self, tags: &[DeliveryTag]) -> usize {
         if let [subscription] = self.subscriptions.as_slice() {
-            subscription.ack(self.id, tags.iter().map(|tag| Self::local(*tag)));
-            return;
+            return subscription.ack(self.id, tags.iter().map(|tag| Self::local(*tag)));
         }
+        let mut acked = 0;
         for (index, subscription) in self.subscriptions.iter().enumerate() {
             let mine = tags.iter().filter(|tag| Self::split(**tag) == index);
-            subscription.ack(self.id, mine.map(|tag| Self::local(*tag)));
+            acked += subscription.ack(self.id, mine.map(|tag| Self::local(*tag)));
         }
+        acked
     }
 
     fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str) {

@@ -163,8 +163,10 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// Appends up to `max` deliveries to `into`, waiting up to `wait` for the first one.
     /// Returns how many were appended (0 when the wait ran out).
     fn receive(&self, max: usize, wait: Duration, into: &mut Vec<Delivery>) -> Result<usize, TransportError>;
-    /// Acknowledges deliveries: they are done and never redelivered.
-    fn ack(&self, tags: &[DeliveryTag]);
+    /// Acknowledges deliveries: they are done and never redelivered. Returns how many it
+    /// acknowledged: tags the consumer no longer holds (it left the subscription or lost its
+    /// connection since, and the messages go to it again) are not.
+    fn ack(&self, tags: &[DeliveryTag]) -> usize;
     /// Gives a delivery back, to be redelivered after `delay` with a higher redelivery count.
     fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str);
     /// Leaves the subscription: every unacknowledged delivery goes back to it for the others.

@@ -361,10 +361,12 @@ impl InstanceLoop {
         let mut counts = BatchCounts::default();
         match failure {
             None => {
-                if self.settings.guarantees != ProcessingGuarantees::AtMostOnce {
-                    source.ack(&acks);
-                }
-                counts.acked += acks.len() as u64;
+                let acked = if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
+                    acks.len() // acknowledged when received
+                } else {
+                    source.ack(&acks)
+                };
+                counts.acked += acked as u64;
                 for (message, outcome) in reports {
                     self.outcomes.report(&message, outcome);
                 }

@@ -210,16 +210,20 @@ impl Subscription {
         }
     }
 
-    /// Acknowledges deliveries of consumer `id`; tags it no longer holds are ignored.
-    pub fn ack(&self, id: u64, tags: impl Iterator<Item = DeliveryTag>) {
+    /// Acknowledges deliveries of consumer `id` and returns how many; tags it no longer holds
+    /// are ignored.
+    pub fn ack(&self, id: u64, tags: impl Iterator<Item = DeliveryTag>) -> usize {
         let mut state = lock(&self.state);
         let State { consumers, acked, .. } = &mut *state;
-        let Some(consumer) = consumers.iter_mut().find(|consumer| consumer.id == id) else { return };
+        let Some(consumer) = consumers.iter_mut().find(|consumer| consumer.id == id) else { return 0 };
+        let mut taken = 0;
         for tag in tags {
             if consumer.take_in_flight(tag).is_some() {
-                *acked += 1;
+                taken += 1;
             }
         }
+        *acked += taken as u64;
+        taken
     }
 
     /// Puts a delivery back for redelivery after `delay`, counting the failure.

@@ -203,3 +203,17 @@ fn a_topics_pattern_is_refused_with_what_to_use_instead() {
          in `inputs`"
     );
 }
+
+#[test]
+fn ack_counts_only_the_deliveries_the_consumer_still_holds() {
+    let broker = EmbeddedBroker::new();
+    let source = broker
+        .subscribe(&SubscriptionRequest::new(vec!["t".into()], "s", SubscriptionType::Shared))
+        .expect("subscribe");
+    publish(&broker, "t", [(None, "one".to_owned()), (None, "two".to_owned())]);
+    let deliveries = drain(source.as_ref(), 10);
+    assert_eq!(source.ack(&[deliveries[0].tag]), 1);
+    assert_eq!(source.ack(&[deliveries[0].tag]), 0, "acknowledged twice");
+    source.detach();
+    assert_eq!(source.ack(&[deliveries[1].tag]), 0, "handed back by detach");
+}

@@ -247,11 +247,14 @@ impl PulsarSource {
         }
     }
 
-    async fn settle(&self, settled: impl Iterator<Item = (DeliveryTag, Settle, Option<&str>)>) {
+    /// Settles deliveries and returns how many of them this consumer still held; 0 when the
+    /// consumer was lost on the way (the broker redelivers them all).
+    async fn settle(&self, settled: impl Iterator<Item = (DeliveryTag, Settle, Option<&str>)>) -> usize {
         let mut state = self.state.lock().await;
-        let mut acks = Vec::new();
+        let (mut acks, mut held) = (Vec::new(), 0);
         for (tag, settle, reason) in settled {
             let Some(received) = state.book.in_flight.remove(&tag) else { continue };
+            held += 1;
             let key = || self.failure_key(&received.topic, received.message_id);
             match settle {
                 Settle::Ack => self.client.failures.forget(key),
@@ -263,13 +266,14 @@ impl PulsarSource {
                 None => {}
             }
         }
-        let Some(consumer) = state.consumer.as_mut() else { return };
+        let Some(consumer) = state.consumer.as_mut() else { return 0 };
         for (topic, id) in acks {
             if let Err(error) = consumer.ack_with_id(&topic, id).await {
                 self.lose_consumer(&mut state, &format!("ack failed: {error}"));
-                return;
+                return 0;
             }
         }
+        held
     }
 }
 
@@ -332,8 +336,8 @@ impl Source for PulsarSource {
         Ok(self.client.runtime.block_on(self.receive_async(max, wait, into)))
     }
 
-    fn ack(&self, tags: &[DeliveryTag]) {
-        self.client.runtime.block_on(self.settle(tags.iter().map(|tag| (*tag, Settle::Ack, None))));
+    fn ack(&self, tags: &[DeliveryTag]) -> usize {
+        self.client.runtime.block_on(self.settle(tags.iter().map(|tag| (*tag, Settle::Ack, None))))
     }
 
     fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str) {
