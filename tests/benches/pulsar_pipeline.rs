@@ -57,7 +57,8 @@ use pfn::endpoint::{client, protocol::Request};
 use pfn_tests::{
     broker::TestBroker,
     fixtures::{pfn_bin, plugin, target_dir, workspace_root},
-    pulsar_client::{Outgoing, PulsarPeer, Received, unique_topic},
+    pulsar_client::{Outgoing, PulsarPeer, unique_topic},
+    pulsar_functions::{PAYLOAD, numbered_payload, tally},
     relay::Relay,
     worker::WorkerDirs,
 };
@@ -65,8 +66,6 @@ use pfn_tests::{
 /// Set (to [`RUST_LOOP_ROLE`]) when this binary runs as the hand-written loop.
 const ROLE_ENV: &str = "PFN_PULSAR_BENCH_ROLE";
 const RUST_LOOP_ROLE: &str = "rust-loop";
-/// The size of every input, in bytes.
-const PAYLOAD: usize = 100;
 /// The receiver queue (flow permits) of every contender's consumer.
 const RECEIVER_QUEUE: u32 = 1000;
 /// How often the bench looks at the relay's counters and the contenders' progress.
@@ -359,7 +358,8 @@ impl Bench<'_> {
         let input = unique_topic(&format!("bench-{}-in", contender.name()));
         let output = unique_topic(&format!("bench-{}-out", contender.name()));
         let started = Instant::now();
-        self.tools.produce(&input, (0..messages).map(numbered));
+        self.tools
+            .produce(&input, (0..messages).map(|i| Outgoing { payload: numbered_payload(i), ..Outgoing::default() }));
         let preload = started.elapsed();
 
         let measured = match contender {
@@ -550,42 +550,19 @@ fn stop_perf(perf: Option<Child>) {
     }
 }
 
-/// Input `i`: `m<i>-` padded with dots to [`PAYLOAD`] bytes.
-fn numbered(i: usize) -> Outgoing {
-    let mut payload = format!("m{i:08}-").into_bytes();
-    payload.resize(PAYLOAD, b'.');
-    Outgoing { payload, ..Outgoing::default() }
-}
-
 /// Reads the outputs back: every input once, shouted. Panics otherwise.
 fn verify(tools: &PulsarPeer, output: &str, messages: usize, contender: Contender) {
     let mut reader = tools.subscribe(output, "verify");
-    let outputs = reader.receive(messages, VERIFY_IDLE);
-    let extra = reader.receive(1, Duration::from_millis(500));
-    let mut seen = vec![0_u32; messages];
-    for received in outputs.iter().chain(&extra) {
-        let i = number_of(received);
-        assert!(i < messages, "{}: output for unknown input {i}", contender.name());
-        seen[i] += 1;
-    }
+    let mut outputs = reader.receive(messages, VERIFY_IDLE);
+    let read = outputs.len();
+    outputs.extend(reader.receive(1, Duration::from_millis(500)));
+    let seen = tally(&outputs, messages);
     let missing = seen.iter().filter(|&&n| n == 0).count();
     let duplicated = seen.iter().filter(|&&n| n > 1).count();
-    assert!(
-        missing == 0,
-        "{}: {missing} of {messages} inputs have no output ({} outputs read)",
-        contender.name(),
-        outputs.len()
-    );
+    assert!(missing == 0, "{}: {missing} of {messages} inputs have no output ({read} outputs read)", contender.name());
     if duplicated > 0 {
         eprintln!("  {}: {duplicated} inputs have more than one output (at-least-once)", contender.name());
     }
-}
-
-/// The input number an output carries, checking that it is the input shouted.
-fn number_of(output: &Received) -> usize {
-    let payload = &output.payload;
-    assert!(payload.len() == PAYLOAD + 1 && payload.ends_with(b"!"), "not shouted: {:?}", output.text());
-    output.text()[1..9].parse().unwrap_or_else(|_| panic!("no number in {:?}", output.text()))
 }
 
 /// The sum of `acked_total` over the worker's instances; 0 while it does not answer.

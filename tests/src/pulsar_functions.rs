@@ -69,22 +69,30 @@ fn start_function(
     worker
 }
 
-/// Message `i`: 100 bytes starting with its number, key `key-<i mod keys>`, property `seq`.
-pub fn numbered(i: usize, keys: usize) -> Outgoing {
+/// The size of every numbered input, in bytes.
+pub const PAYLOAD: usize = 100;
+
+/// Input `i`'s payload: `m<8 digits>-` padded with dots to [`PAYLOAD`] bytes.
+pub fn numbered_payload(i: usize) -> Vec<u8> {
     let mut payload = format!("m{i:08}-").into_bytes();
-    payload.resize(100, b'.');
+    payload.resize(PAYLOAD, b'.');
+    payload
+}
+
+/// Message `i`: [`numbered_payload`], key `key-<i mod keys>`, property `seq`.
+pub fn numbered(i: usize, keys: usize) -> Outgoing {
     Outgoing {
-        payload,
+        payload: numbered_payload(i),
         key: Some(format!("key-{}", i % keys)),
         properties: HashMap::from([("seq".to_owned(), i.to_string())]),
         event_time: Some(1_700_000_000_000 + i as u64),
     }
 }
 
-/// The input number an output carries, checking that it is the input shouted.
+/// The input number an output carries, checking that it is a numbered input shouted.
 pub fn number_of(output: &Received) -> usize {
     let text = output.text();
-    assert!(text.ends_with('!'), "not shouted: {text:?}");
+    assert!(output.payload.len() == PAYLOAD + 1 && text.ends_with('!'), "not shouted: {text:?}");
     text[1..9].parse().unwrap_or_else(|_| panic!("no number in {text:?}"))
 }
 
