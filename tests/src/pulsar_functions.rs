@@ -37,7 +37,13 @@ pub fn shout_spec(input: &str, output: &str, extra: &str) -> String {
 
 /// Starts a worker on `relay` running `spec` (see [`shout_spec`]) and waits until it runs.
 pub fn start_shout(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
-    start_function(dir, relay, ("shout", SHOUT), (&plugin("exclamation"), "libexclamation.so"), spec)
+    wait_running(launch_shout(dir, relay, spec, &[]), "shout", SHOUT)
+}
+
+/// Starts a worker on `relay`, with `worker_args` besides, running `spec` (see
+/// [`shout_spec`]); does not wait for it.
+pub fn launch_shout(dir: &Path, relay: &Relay, spec: &str, worker_args: &[&str]) -> RunningWorker {
+    launch(dir, relay, "shout", (&plugin("exclamation"), "libexclamation.so"), spec, worker_args)
 }
 
 /// A spec named `name` running `plugin` from `input` to `output`, reading the input from its
@@ -49,22 +55,24 @@ fn spec(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> Str
     )
 }
 
-/// Starts a worker on `relay` with one spec (`name` in the functions directory, function
-/// `fqfn`) and its plugin file, and waits until the function runs.
-fn start_function(
+/// Starts a worker on `relay` (and `worker_args`) with one spec, `name` in the functions
+/// directory, and its plugin file.
+fn launch(
     dir: &Path,
     relay: &Relay,
-    (name, fqfn): (&str, &str),
+    name: &str,
     (plugin, file_name): (&Path, &str),
     spec: &str,
+    worker_args: &[&str],
 ) -> RunningWorker {
     let spec_file = format!("{name}.toml");
-    let worker = RunningWorker::start(
-        dir,
-        &[(spec_file.as_str(), spec)],
-        &[(plugin, file_name)],
-        &["--pulsar-url", &relay.url()],
-    );
+    let url = relay.url();
+    let args: Vec<&str> = ["--pulsar-url", url.as_str()].into_iter().chain(worker_args.iter().copied()).collect();
+    RunningWorker::start(dir, &[(spec_file.as_str(), spec)], &[(plugin, file_name)], &args)
+}
+
+/// Waits until function `fqfn` (spec `name`) of `worker` runs.
+fn wait_running(worker: RunningWorker, name: &str, fqfn: &str) -> RunningWorker {
     worker.wait_until(&format!("{name} runs"), |worker| worker.function(fqfn)["state"] == "running");
     worker
 }
@@ -114,7 +122,8 @@ pub fn panicky_spec(input: &str, output: &str, extra: &str) -> String {
 
 /// Starts a worker on `relay` running `spec` (see [`panicky_spec`]) and waits until it runs.
 pub fn start_panicky(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
-    start_function(dir, relay, ("panicky", PANICKY), (&fixture("panicky"), "libpanicky.so"), spec)
+    let worker = launch(dir, relay, "panicky", (&fixture("panicky"), "libpanicky.so"), spec, &[]);
+    wait_running(worker, "panicky", PANICKY)
 }
 
 /// Waits until `consumers` of the worker's consumers have subscribed: input published from now

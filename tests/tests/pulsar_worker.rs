@@ -14,14 +14,14 @@ use std::{
 
 use pfn_tests::{
     broker::TestBroker,
-    fixtures::{plugin, scratch},
+    fixtures::scratch,
     pulsar_client::{Outgoing, PulsarPeer, unique_topic},
     pulsar_functions::{
-        IDLE, PANICKY, SHOUT, Tally, consumer_outages, number_of, numbered, panicky_spec, read_into, seq_of,
-        shout_spec, start_panicky, start_shout, tally, wait_subscribed,
+        IDLE, PANICKY, SHOUT, Tally, consumer_outages, launch_shout, number_of, numbered, panicky_spec, read_into,
+        seq_of, shout_spec, start_panicky, start_shout, tally, wait_subscribed,
     },
     relay::Relay,
-    worker::{RunningWorker, WorkerDirs},
+    worker::WorkerDirs,
 };
 
 #[test]
@@ -114,12 +114,7 @@ fn effectively_once_is_refused_on_pulsar_with_the_reason() {
     let (input, output) = (unique_topic("in"), unique_topic("out"));
     let spec = shout_spec(&input, &output, "processing_guarantees = \"effectively_once\"");
     let dir = scratch();
-    let worker = RunningWorker::start(
-        dir.path(),
-        &[("shout.toml", &spec)],
-        &[(&plugin("exclamation"), "libexclamation.so")],
-        &["--pulsar-url", &relay.url()],
-    );
+    let worker = launch_shout(dir.path(), &relay, &spec, &[]);
     worker.wait_until("shout is refused", |worker| worker.function(SHOUT)["state"] != "waiting for plugin");
     let state = worker.function(SHOUT)["state"].as_str().unwrap_or_default().to_owned();
     assert!(
@@ -138,12 +133,7 @@ fn a_token_given_to_the_worker_is_sent_in_every_connect() {
     let relay = Relay::start(broker.addr()).expect("relay");
     let (input, output) = (unique_topic("in"), unique_topic("out"));
     let dir = scratch();
-    let worker = RunningWorker::start(
-        dir.path(),
-        &[("shout.toml", &shout_spec(&input, &output, ""))],
-        &[(&plugin("exclamation"), "libexclamation.so")],
-        &["--pulsar-url", &relay.url(), "--pulsar-token", TOKEN],
-    );
+    let worker = launch_shout(dir.path(), &relay, &shout_spec(&input, &output, ""), &["--pulsar-token", TOKEN]);
     wait_subscribed(&worker, 1);
     let auths = relay.connect_auths();
     assert!(!auths.is_empty(), "no CONNECT seen");
