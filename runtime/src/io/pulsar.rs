@@ -195,6 +195,11 @@ fn process_unique_seed() -> u64 {
 }
 
 impl Sink for PulsarTransport {
+    /// Creates the topic's producer, as Pulsar Functions does when an instance starts.
+    fn open(&self, topic: &str) -> Result<(), TransportError> {
+        self.client.runtime.block_on(self.producers.open(&self.client, topic))
+    }
+
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
         if messages.is_empty() {
             return Ok(());

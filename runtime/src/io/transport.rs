@@ -214,6 +214,12 @@ impl fmt::Debug for Published {
 
 /// Publishes messages to topics.
 pub trait Sink: Send + Sync + fmt::Debug {
+    /// Gets ready to publish to `topic`, so that a topic that cannot be written is reported
+    /// before the first message. Publishing does this itself when it was not done.
+    fn open(&self, _topic: &str) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     /// Publishes `messages` to `topic`, in order, returning when the transport holds them.
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError>;
 
@@ -261,6 +267,10 @@ impl SubscriptionRequest {
 }
 
 impl<T: Sink + ?Sized> Sink for Arc<T> {
+    fn open(&self, topic: &str) -> Result<(), TransportError> {
+        self.as_ref().open(topic)
+    }
+
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
         self.as_ref().publish(topic, messages)
     }

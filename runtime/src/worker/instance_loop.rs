@@ -135,6 +135,7 @@ impl InstanceLoop {
     pub fn run(mut self) {
         let span = tracing::error_span!("function", fqfn = %self.settings.fqfn, instance = self.control.id);
         let _entered = span.enter();
+        self.open_output();
         while !self.control.stop.load(Ordering::Acquire) {
             self.finish_commits(Duration::ZERO);
             if self.control.swap_ready.load(Ordering::Acquire) {
@@ -164,6 +165,16 @@ impl InstanceLoop {
         self.take_swap();
         if let Err(error) = self.instance.close() {
             tracing::warn!(%error, "plugin close failed");
+        }
+    }
+
+    /// Gets the output topic ready before the first input (its failure is only logged: the
+    /// first publish tries again, and its failure settles that batch).
+    fn open_output(&self) {
+        if let Some(output) = &self.settings.output
+            && let Err(error) = self.sink.open(output)
+        {
+            tracing::warn!(%error, "cannot open the output topic yet");
         }
     }
 

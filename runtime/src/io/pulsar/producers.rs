@@ -1,4 +1,5 @@
-//! One producer per output topic, created on first use and rebuilt after a failure.
+//! One producer per output topic, created when an instance starts or on first use, and rebuilt
+//! after a failure.
 //!
 //! A send hands back the messages' [`Receipts`]; the worker acknowledges inputs only once the
 //! broker has a receipt for each of their outputs (at-least-once). The crate's connection
@@ -49,6 +50,14 @@ impl Producers {
         lock(&self.slots).clear();
     }
 
+    /// Creates `topic`'s producer now if it has none, so that a topic that cannot be written
+    /// is reported before the first message.
+    pub async fn open(&self, client: &PulsarClient, topic: &str) -> Result<(), TransportError> {
+        let slot = self.slot(topic);
+        let mut open = slot.lock().await;
+        open.producer(client, topic).await.map(drop)
+    }
+
     /// Hands `messages` to `topic`'s producer in order (building it if needed) and returns
     /// their receipts to wait for. Sends to one topic are never interleaved.
     pub async fn send(
@@ -60,14 +69,7 @@ impl Producers {
         let slot = self.slot(topic);
         let mut open = slot.lock().await;
         let generation = open.generation;
-        let producer = match &mut open.producer {
-            Some(producer) => producer,
-            empty => {
-                let options = ProducerOptions { block_queue_if_full: true, ..ProducerOptions::default() };
-                let built = client.pulsar.producer().with_topic(topic).with_options(options).build().await;
-                empty.insert(built.map_err(|e| failed(topic, format!("cannot create a producer: {e}")))?)
-            }
-        };
+        let producer = open.producer(client, topic).await?;
         let mut pending = Vec::with_capacity(messages.len());
         for message in messages {
             match producer.send_non_blocking(to_pulsar(message)).await {
@@ -106,6 +108,22 @@ impl Receipts {
 }
 
 impl ProducerSlot {
+    /// The producer, built first if it is missing.
+    async fn producer(
+        &mut self,
+        client: &PulsarClient,
+        topic: &str,
+    ) -> Result<&mut Producer<TokioExecutor>, TransportError> {
+        match &mut self.producer {
+            Some(producer) => Ok(producer),
+            empty => {
+                let options = ProducerOptions { block_queue_if_full: true, ..ProducerOptions::default() };
+                let built = client.pulsar.producer().with_topic(topic).with_options(options).build().await;
+                Ok(empty.insert(built.map_err(|e| failed(topic, format!("cannot create a producer: {e}")))?))
+            }
+        }
+    }
+
     /// Drops the producer if it is still the one of `generation`, and counts the failure.
     fn drop_producer(&mut self, generation: u64, counters: &PulsarCounters) {
         if self.generation == generation && self.producer.take().is_some() {
