@@ -173,7 +173,10 @@ impl<'a> Context<'a> {
         Ok(value.into_option().map(|secret| secret.into_string()))
     }
 
-    /// Acknowledges the current input (for `manual` processing guarantees).
+    /// Acknowledges the current input. Under `manual` processing guarantees the runtime
+    /// acknowledges only the inputs whose call did this (once their outputs are published), and
+    /// does not retry one whose call then failed; under the others it acknowledges every input
+    /// itself and this does nothing.
     pub fn ack(&self) -> Result<(), ContextError> {
         lift((self.ffi.vtable.ack())(self.ffi.host))
     }

@@ -1,12 +1,13 @@
 //! The host side of the context vtable: what a plugin's `Context` calls into.
 //!
 //! Every callback runs under `catch_unwind`, so a host-side panic never unwinds into a plugin.
-//! Facilities that belong to later parts of the runtime (state, metrics, publish, secrets,
-//! manual ack) answer `NotAvailable` with a message saying so.
+//! Facilities that belong to later parts of the runtime (state, metrics, publish, secrets)
+//! answer `NotAvailable` with a message saying so.
 
 use std::{
     collections::BTreeMap,
     panic::{AssertUnwindSafe, catch_unwind},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use abi_stable::{
@@ -67,6 +68,8 @@ pub struct InstanceHost {
     /// never move or change while this struct lives, which is what makes these valid.
     topic_views: Vec<RStr<'static>>,
     config_views: Vec<Property<'static>>,
+    /// Set when the function acknowledges the input it is processing (`manual` guarantees).
+    input_acked: AtomicBool,
 }
 
 /// Extends a borrow of a string owned by an `InstanceHost` to `'static`.
@@ -96,12 +99,17 @@ impl InstanceHost {
             // SAFETY: as for the topics.
             .map(|(key, value)| unsafe { Property { key: pinned_view(key), value: pinned_view(value) } })
             .collect();
-        Self { identity, function_version, topic_views, config_views }
+        Self { identity, function_version, topic_views, config_views, input_acked: AtomicBool::new(false) }
     }
 
     /// The identity this host reports.
     pub fn identity(&self) -> &FunctionIdentity {
         &self.identity
+    }
+
+    /// Whether the function acknowledged its input since the last call, clearing the answer.
+    pub fn take_input_acked(&self) -> bool {
+        self.input_acked.swap(false, Ordering::Relaxed)
     }
 
     /// The FFI context for this host; valid while `self` is neither moved nor dropped.
@@ -239,8 +247,15 @@ extern "C" fn secret(_: HostHandle, _: RStr<'_>) -> CtxResult<ROption<RString>> 
     guarded_ctx(|| not_available("secrets"))
 }
 
-extern "C" fn ack(_: HostHandle) -> CtxResult<()> {
-    guarded_ctx(|| not_available("manual ack"))
+/// Notes that the function acknowledged its current input; the instance loop acts on it under
+/// `manual` guarantees and ignores it otherwise (the runtime acknowledges every input then).
+extern "C" fn ack(host: HostHandle) -> CtxResult<()> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded_ctx(|| {
+        host.input_acked.store(true, Ordering::Relaxed);
+        RResult::ROk(())
+    })
 }
 
 static HOST_VTABLE_WITH_METADATA: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {

@@ -137,6 +137,7 @@ impl PluginInstance {
             return Err(CallError { kind: CallErrorKind::Error, message: "instance is closed".into() });
         };
         self.out.clear();
+        self.host.take_input_acked();
         // SAFETY: `handle` is live (not closed) and `&mut self` makes this the only call on it;
         // `ffi` points at `self.host`, alive for the call.
         let result = unsafe { (self.process_fn)(handle, &self.ffi, record, &mut self.out) };
@@ -145,6 +146,12 @@ impl PluginInstance {
             RResult::ROk(Produced::Nothing) => Ok(None),
             RResult::RErr(error) => Err(error.into()),
         }
+    }
+
+    /// Whether the function acknowledged its input (through its context) during the last
+    /// [`Self::process`]; an ack made outside a call is forgotten when the next one starts.
+    pub fn take_input_acked(&self) -> bool {
+        self.host.take_input_acked()
     }
 
     /// The plugin this instance runs.

@@ -196,18 +196,19 @@ impl InstanceLoop {
                 self.dead_letter(delivery, kind, error);
                 continue;
             }
-            let settled = self.call(delivery, ids.format(delivery.message_id));
+            let called = self.call(delivery, ids.format(delivery.message_id));
             if self.control.revoked.load(Ordering::Acquire) {
                 // The watchdog took this batch back while the call ran: stop here.
                 break;
             }
-            self.settle(delivery, settled);
+            self.settle(delivery, called);
         }
         self.batch = batch;
     }
 
-    /// Calls the running version (and, on probation, the old one when the new one fails).
-    fn call(&mut self, delivery: &Delivery, message_id: &str) -> Settled {
+    /// Calls the running version (and, on probation, the old one when the new one fails):
+    /// what the message came to, and whether the function acknowledged it.
+    fn call(&mut self, delivery: &Delivery, message_id: &str) -> (Settled, bool) {
         let message = &delivery.message;
         let properties: Vec<Property<'_>> = message
             .properties
@@ -226,10 +227,10 @@ impl InstanceLoop {
         if self.settings.timeouts {
             self.control.watch.enter(delivery);
         }
-        let settled = settle(self.instance.process(&record));
-        let settled = match (settled, self.probation.as_mut()) {
-            (Settled::Failed(error), Some(probation)) => match settle(probation.old.process(&record)) {
-                Settled::Failed(_) => Settled::Failed(error),
+        let called = run(&mut self.instance, &record);
+        let called = match (called, self.probation.as_mut()) {
+            ((Settled::Failed(error), acked), Some(probation)) => match run(&mut probation.old, &record) {
+                (Settled::Failed(_), _) => (Settled::Failed(error), acked),
                 old_result => {
                     probation.regressions += 1;
                     if probation.regressions >= probation.threshold {
@@ -238,19 +239,23 @@ impl InstanceLoop {
                     old_result
                 }
             },
-            (settled, Some(_)) => {
+            (called, Some(_)) => {
                 self.end_probation();
-                settled
+                called
             }
-            (settled, None) => settled,
+            (called, None) => called,
         };
         if self.settings.timeouts {
             self.control.watch.leave();
         }
-        settled
+        called
     }
 
-    fn settle(&mut self, delivery: &Delivery, settled: Settled) {
+    /// Queues what a message came to. Under `manual` guarantees an input is acknowledged only
+    /// when the function acknowledged it (`acked`); one it did not stays unacknowledged, and
+    /// one it acknowledged and then failed on is not retried.
+    fn settle(&mut self, delivery: &Delivery, (settled, acked): (Settled, bool)) {
+        let runtime_acks = self.settings.guarantees != ProcessingGuarantees::Manual;
         let report = self.outcomes.anyone_waiting();
         match settled {
             Settled::Output(payload) => {
@@ -268,7 +273,9 @@ impl InstanceLoop {
                         event_time_ms: input.event_time_ms,
                     });
                 }
-                self.acks.push(delivery.tag);
+                if runtime_acks || acked {
+                    self.acks.push(delivery.tag);
+                }
             }
             Settled::Filtered => {
                 self.counts.processed_successfully += 1;
@@ -276,12 +283,16 @@ impl InstanceLoop {
                 if report {
                     self.reports.push((Arc::clone(&delivery.message), Outcome::Filtered));
                 }
-                self.acks.push(delivery.tag);
+                if runtime_acks || acked {
+                    self.acks.push(delivery.tag);
+                }
             }
             Settled::Failed(error) => {
                 self.counts.user_exceptions += 1;
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
-                if delivery.redelivery_count >= self.settings.max_message_retries {
+                if !runtime_acks && acked {
+                    self.acks.push(delivery.tag);
+                } else if delivery.redelivery_count >= self.settings.max_message_retries {
                     self.dead_letter(delivery, error.kind.as_str(), &error.message);
                 } else {
                     self.nacks.push((delivery.tag, delivery.redelivery_count, error.to_string()));
@@ -456,6 +467,12 @@ impl InstanceLoop {
         // The worker is gone only when shutting down; the instance has rolled back either way.
         let _ = self.events.send(event);
     }
+}
+
+/// Calls `instance` on `record`: what it came to, and whether the function acknowledged it.
+fn run(instance: &mut PluginInstance, record: &FfiRecord<'_>) -> (Settled, bool) {
+    let settled = settle(instance.process(record));
+    (settled, instance.take_input_acked())
 }
 
 fn settle(result: Result<Option<&[u8]>, CallError>) -> Settled {
