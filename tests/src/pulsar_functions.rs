@@ -23,6 +23,7 @@ use crate::{
 
 pub const SHOUT: &str = "public/default/shout";
 pub const PANICKY: &str = "public/default/panicky";
+pub const ACKER: &str = "public/default/acker";
 
 /// How long a reader waits for the next output before a test gives up (a hang guard).
 pub const IDLE: Duration = Duration::from_secs(60);
@@ -124,6 +125,18 @@ pub fn panicky_spec(input: &str, output: &str, extra: &str) -> String {
 pub fn start_panicky(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
     let worker = launch(dir, relay, "panicky", (&fixture("panicky"), "libpanicky.so"), spec, &[]);
     wait_running(worker, "panicky", PANICKY)
+}
+
+/// The manual-ack fixture from `input` to `output` with `manual` guarantees, reading the input
+/// from its start.
+pub fn acker_spec(input: &str, output: &str) -> String {
+    spec("acker", "manual-ack", input, output, "processing_guarantees = \"manual\"")
+}
+
+/// Starts a worker on `relay` running `spec` (see [`acker_spec`]) and waits until it runs.
+pub fn start_acker(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
+    let worker = launch(dir, relay, "acker", (&fixture("manual-ack"), "libmanual_ack.so"), spec, &[]);
+    wait_running(worker, "acker", ACKER)
 }
 
 /// Waits until `consumers` of the worker's consumers have subscribed: input published from now
