@@ -75,8 +75,8 @@ pub struct FunctionSpec {
     pub subscription_name: Option<String>,
     #[serde(default)]
     pub subscription_position: SubscriptionPosition,
-    /// Delete the subscription when the function is deleted.
-    #[serde(default)]
+    /// Delete the subscription when the function is deleted (default true, as in Pulsar).
+    #[serde(default = "yes")]
     pub cleanup_subscription: bool,
     /// How many times a failed message is redelivered before it is dead-lettered (default 3).
     #[serde(default = "three")]
@@ -116,6 +116,10 @@ fn one() -> u32 {
 
 fn three() -> u32 {
     3
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One thing wrong with a spec.
@@ -318,6 +322,7 @@ mod tests {
         assert_eq!((spec.parallelism, spec.max_message_retries), (1, 3));
         assert_eq!(spec.subscription(), "public-default-shout");
         assert_eq!(spec.dead_letter(), "out-DLQ");
+        assert!(spec.cleanup_subscription, "deleting a function deletes its subscription");
         assert!(problems(&spec).is_empty());
     }
 

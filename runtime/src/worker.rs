@@ -8,6 +8,7 @@
 
 mod commits;
 mod control;
+mod delete;
 mod function;
 mod instance_loop;
 mod low_priority;
@@ -29,12 +30,13 @@ use std::{
 
 use thiserror::Error;
 
-use self::{function::FunctionRunner, plugins_dir::PluginsDir, stats::FunctionStatus, watchdog::Watched};
 pub use self::{
+    delete::{DeleteError, Deleted},
     function::{FunctionShared, StartError},
     instance_loop::Backoff,
     outcomes::{Outcome, Outcomes},
 };
+use self::{function::FunctionRunner, plugins_dir::PluginsDir, stats::FunctionStatus, watchdog::Watched};
 use crate::{
     config::{FunctionSpec, SpecError},
     io::{
@@ -68,6 +70,8 @@ pub enum WorkerEvent {
     Shutdown,
     /// An instance on probation went back to the old version.
     RolledBack { function: usize, instance: u32, from: String, to: String, reason: String },
+    /// Delete function `function` and answer on `reply`.
+    Delete { function: usize, reply: mpsc::Sender<Result<Deleted, DeleteError>> },
 }
 
 /// Why a worker could not start.
@@ -128,7 +132,7 @@ impl WorkerHandle {
     /// The status of every function, or of the one named.
     pub fn status(&self, fqfn: Option<&str>) -> Result<Vec<FunctionStatus>, TriggerError> {
         match fqfn {
-            None => Ok(self.functions.iter().map(|function| function.status()).collect()),
+            None => Ok(self.listed().map(|function| function.status()).collect()),
             Some(fqfn) => Ok(vec![self.function(fqfn)?.status()]),
         }
     }
@@ -148,11 +152,26 @@ impl WorkerHandle {
         &self.spec_errors
     }
 
+    /// The functions not deleted.
+    fn listed(&self) -> impl Iterator<Item = &Arc<FunctionShared>> {
+        self.functions.iter().filter(|function| !function.is_deleted())
+    }
+
     fn function(&self, fqfn: &str) -> Result<&Arc<FunctionShared>, TriggerError> {
-        self.functions
-            .iter()
+        self.listed()
             .find(|function| function.fqfn == fqfn)
             .ok_or_else(|| TriggerError::NoSuchFunction(fqfn.to_owned()))
+    }
+
+    /// Deletes function `fqfn`: stops its instances (waiting up to the grace period), deletes
+    /// its subscription when its spec says `cleanup_subscription`, and removes its spec file.
+    pub fn delete(&self, fqfn: &str) -> Result<Deleted, DeleteError> {
+        let function = self.function(fqfn).map_err(|_| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
+        let index = self.functions.iter().position(|candidate| Arc::ptr_eq(candidate, function));
+        let index = index.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
+        let (reply, answer) = mpsc::channel();
+        self.events.send(WorkerEvent::Delete { function: index, reply }).map_err(|_| DeleteError::ShuttingDown)?;
+        answer.recv().map_err(|_| DeleteError::ShuttingDown)?
     }
 
     /// Publishes `value` to the function's first input and waits for what becomes of it.
@@ -219,13 +238,15 @@ impl Worker {
             path: options.plugins_dir.clone(),
             source,
         })?;
-        let spec_digests =
-            specs.iter().filter_map(|spec| spec.plugin_sha256.as_deref()).filter_map(|d| Sha256Digest::parse(d).ok());
+        let spec_digests = specs
+            .iter()
+            .filter_map(|(spec, _)| spec.plugin_sha256.as_deref())
+            .filter_map(|d| Sha256Digest::parse(d).ok());
         let spec_digests = spec_digests.collect();
         // Subscriptions exist from the moment the worker knows the function, as in Pulsar, so that
         // what is published before its plugin is running (or loaded at all) waits for it.
         if let Topics::Embedded = topics {
-            for spec in &specs {
+            for (spec, _) in &specs {
                 for topic in &spec.inputs {
                     let created = broker.create_subscription(topic, &spec.subscription(), spec.subscription_type());
                     if let Err(error) = created {
@@ -235,7 +256,7 @@ impl Worker {
             }
         }
         let functions: Vec<Arc<FunctionShared>> =
-            specs.into_iter().map(|spec| Arc::new(FunctionShared::new(spec))).collect();
+            specs.into_iter().map(|(spec, file)| Arc::new(FunctionShared::new(spec, Some(file)))).collect();
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
         let (transport, sink): (Arc<dyn Transport>, Arc<dyn Sink>) = match &topics {
@@ -291,6 +312,10 @@ impl Worker {
                 Ok(WorkerEvent::RolledBack { function, instance, from, to, reason }) => {
                     self.rolled_back(function, instance, &from, &to, &reason);
                 }
+                Ok(WorkerEvent::Delete { function, reply }) => {
+                    // The asker may have given up waiting; the function is deleted either way.
+                    let _ = reply.send(self.delete(function));
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => self.scan(),
             }
         }
@@ -335,9 +360,12 @@ impl Worker {
     }
 }
 
+/// Valid function specs, each with the file it was read from.
+type SpecFiles = Vec<(FunctionSpec, PathBuf)>;
+
 /// Reads every `.toml`, `.json`, `.yaml` or `.yml` file of `dir` as a function spec. Returns the
 /// valid specs and, for each refused file, why.
-fn read_specs(dir: &Path) -> Result<(Vec<FunctionSpec>, Vec<String>), WorkerError> {
+fn read_specs(dir: &Path) -> Result<(SpecFiles, Vec<String>), WorkerError> {
     let directory_error = |source| WorkerError::Directory { what: "functions", path: dir.into(), source };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(directory_error)?
@@ -345,18 +373,18 @@ fn read_specs(dir: &Path) -> Result<(Vec<FunctionSpec>, Vec<String>), WorkerErro
         .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("toml" | "json" | "yaml" | "yml")))
         .collect();
     paths.sort();
-    let mut specs: Vec<FunctionSpec> = Vec::new();
+    let mut specs: SpecFiles = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         match FunctionSpec::from_file(&path) {
-            Ok(spec) if specs.iter().any(|other| other.fqfn() == spec.fqfn()) => {
+            Ok(spec) if specs.iter().any(|(other, _)| other.fqfn() == spec.fqfn()) => {
                 errors.push(format!("{}: function {} is defined twice", path.display(), spec.fqfn()));
             }
             Ok(mut spec) => {
                 if is_path(&spec.plugin) && Path::new(&spec.plugin).is_relative() {
                     spec.plugin = dir.join(&spec.plugin).display().to_string();
                 }
-                specs.push(spec);
+                specs.push((spec, path));
             }
             Err(SpecError::Format { path }) => {
                 errors.push(format!("{path}: YAML specs are not supported; use TOML or JSON"))

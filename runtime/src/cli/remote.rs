@@ -40,6 +40,12 @@ pub enum FunctionsCommand {
         /// `tenant/namespace/name`.
         function: Option<String>,
     },
+    /// Stop a function for good: its instances stop, its subscription is deleted unless its
+    /// spec says `cleanup_subscription = false`, and its spec file is removed.
+    Delete {
+        /// `tenant/namespace/name`.
+        function: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +100,16 @@ pub fn functions(command: FunctionsCommand, socket: &Path) -> anyhow::Result<()>
                     anyhow::bail!("{function}: message dead-lettered ({reason}): {error}")
                 }
                 None => anyhow::bail!("the worker's answer has no outcome"),
+            }
+            Ok(())
+        }
+        FunctionsCommand::Delete { function } => {
+            let header = ask(socket, &Request::Delete { function })?;
+            let Some(deleted) = header.deleted else { anyhow::bail!("the worker's answer says nothing deleted") };
+            let fate = if deleted.subscription_deleted { "deleted" } else { "kept" };
+            println!("deleted {}; subscription {} {fate}", deleted.fqfn, deleted.subscription);
+            for warning in &deleted.warnings {
+                eprintln!("warning: {warning}");
             }
             Ok(())
         }

@@ -9,7 +9,7 @@ use crate::{
         lines::{InputFormat, OutputFormat, PayloadJson},
         transport::{Delivery, SubscriptionType},
     },
-    worker::stats::FunctionStatus,
+    worker::{Deleted, stats::FunctionStatus},
 };
 
 /// One request, the first line of a connection.
@@ -36,6 +36,8 @@ pub enum Request {
     Trigger { function: String, value: String, timeout_ms: u64 },
     /// The status of every function, or of one.
     Status { function: Option<String> },
+    /// Stop a function for good (see [`crate::worker::WorkerHandle::delete`]).
+    Delete { function: String },
     /// A topic's counts.
     TopicStats { topic: String },
 }
@@ -83,6 +85,8 @@ pub struct Header {
     pub spec_errors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<TopicStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Deleted>,
     /// Failures of the worker's Pulsar consumers and producers, when it runs on Pulsar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulsar: Option<PulsarStats>,

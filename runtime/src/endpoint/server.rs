@@ -173,6 +173,13 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
             };
             write_header(&mut out, &header)
         }
+        Request::Delete { function } => {
+            let header = match worker.delete(&function) {
+                Ok(deleted) => Header { deleted: Some(deleted), ..Header::ok() },
+                Err(error) => Header::error(error),
+            };
+            write_header(&mut out, &header)
+        }
         Request::TopicStats { topic } => {
             let counts = worker.broker.counts(&topic);
             let subscriptions = counts

@@ -97,6 +97,12 @@ impl EmbeddedBroker {
         Ok(subscription)
     }
 
+    /// Removes `subscription` from its topic: what it kept is gone.
+    fn remove_subscription(&self, subscription: &Arc<Subscription>) {
+        let topic = self.topic(&subscription.topic);
+        lock(&topic.state).subscriptions.retain(|kept| !Arc::ptr_eq(kept, subscription));
+    }
+
     /// Creates subscription `name` on `topic` so that it keeps what is published from now on.
     pub fn create_subscription(&self, topic: &str, name: &str, kind: SubscriptionType) -> Result<(), TransportError> {
         self.subscription(topic, name, kind).map(|_| ())
@@ -266,6 +272,23 @@ impl Source for EmbeddedConsumer {
     fn wake(&self) {
         self.woken.store(true, Ordering::Release);
         self.notify.notify();
+    }
+
+    fn unsubscribe(&self) -> Result<(), TransportError> {
+        self.detach();
+        for subscription in &self.subscriptions {
+            let attached = subscription.counts().consumers;
+            if attached > 0 {
+                return Err(TransportError::Unsubscribe {
+                    subscription: subscription.name.clone(),
+                    reason: format!("{attached} other consumer(s) attached on {}", subscription.topic),
+                });
+            }
+        }
+        for subscription in &self.subscriptions {
+            self.broker.remove_subscription(subscription);
+        }
+        Ok(())
     }
 }
 

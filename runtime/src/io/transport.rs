@@ -151,6 +151,8 @@ pub enum TransportError {
     SubscriptionType { topic: String, subscription: String, existing: SubscriptionType, requested: SubscriptionType },
     #[error("topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
+    #[error("cannot delete subscription {subscription}: {reason}")]
+    Unsubscribe { subscription: String, reason: String },
     #[error("{feature} is not available on the {transport} transport: {reason}")]
     Unsupported { transport: &'static str, feature: &'static str, reason: &'static str },
 }
@@ -175,6 +177,9 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn attach(&self);
     /// Wakes a `receive` that is waiting, so that its caller can notice a request.
     fn wake(&self);
+    /// Detaches this consumer and deletes its subscription on every topic, with what it kept.
+    /// Refused while another consumer is attached to it, as Pulsar does.
+    fn unsubscribe(&self) -> Result<(), TransportError>;
 }
 
 /// Told once whether a [`Sink::publish_then`] is held by the transport or failed. Dropped

@@ -1,7 +1,12 @@
 //! One function in the worker: its instances' threads, the plugin they run, and swapping it.
 
 use std::{
-    sync::{Arc, Mutex, mpsc},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -28,6 +33,9 @@ use crate::{
 pub struct FunctionShared {
     pub spec: FunctionSpec,
     pub fqfn: String,
+    /// The file the spec was read from.
+    pub spec_file: Option<PathBuf>,
+    deleted: AtomicBool,
     state: Mutex<String>,
     version: Mutex<Option<String>>,
     instances: Mutex<Vec<Arc<InstanceControl>>>,
@@ -36,10 +44,12 @@ pub struct FunctionShared {
 }
 
 impl FunctionShared {
-    pub fn new(spec: FunctionSpec) -> Self {
+    pub fn new(spec: FunctionSpec, spec_file: Option<PathBuf>) -> Self {
         Self {
             fqfn: spec.fqfn(),
             spec,
+            spec_file,
+            deleted: AtomicBool::new(false),
             state: Mutex::new("waiting for plugin".into()),
             version: Mutex::new(None),
             instances: Mutex::new(Vec::new()),
@@ -48,7 +58,24 @@ impl FunctionShared {
         }
     }
 
-    /// `running`, `waiting for plugin`, `failed: <why>`, `stopping` or `stopped`.
+    /// Whether the function was deleted: it is no longer listed, started or triggered.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_deleted(&self) {
+        self.set_state("deleted");
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    /// Detaches every instance's consumer from the subscription.
+    pub(super) fn detach_sources(&self) {
+        for control in lock(&self.instances).iter() {
+            control.source.detach();
+        }
+    }
+
+    /// `running`, `waiting for plugin`, `failed: <why>`, `stopping`, `stopped` or `deleted`.
     pub fn state(&self) -> String {
         lock(&self.state).clone()
     }

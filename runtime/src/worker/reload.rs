@@ -50,8 +50,9 @@ impl Worker {
         }
         files.sort_by(|a, b| b.version.cmp(&a.version));
         for index in 0..self.runners.len() {
-            let spec = &self.handle.functions[index].spec;
-            if super::is_path(&spec.plugin) {
+            let function = &self.handle.functions[index];
+            let spec = &function.spec;
+            if super::is_path(&spec.plugin) || function.is_deleted() {
                 continue;
             }
             let wanted: Vec<PluginFile> = files.iter().filter(|file| file.name == spec.plugin).cloned().collect();

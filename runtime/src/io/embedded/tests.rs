@@ -217,3 +217,22 @@ fn ack_counts_only_the_deliveries_the_consumer_still_holds() {
     source.detach();
     assert_eq!(source.ack(&[deliveries[1].tag]), 0, "handed back by detach");
 }
+
+#[test]
+fn unsubscribe_deletes_the_subscription_on_every_topic_once_no_other_consumer_is_attached() {
+    let broker = EmbeddedBroker::new();
+    let request = SubscriptionRequest::new(vec!["a".into(), "b".into()], "s", SubscriptionType::Shared);
+    let other = broker.subscribe(&request).expect("subscribe");
+    let source = broker.subscribe(&request).expect("subscribe");
+    publish(&broker, "a", [(None, "kept".to_owned())]);
+    let error = source.unsubscribe().expect_err("refused while another consumer is attached");
+    assert_eq!(error.to_string(), "cannot delete subscription s: 1 other consumer(s) attached on a");
+    assert_eq!(broker.counts("a").subscriptions.len(), 1, "a refused unsubscribe deleted the subscription");
+
+    other.detach();
+    source.unsubscribe().expect("unsubscribe");
+    assert!(broker.counts("a").subscriptions.is_empty() && broker.counts("b").subscriptions.is_empty());
+    publish(&broker, "a", [(None, "dropped".to_owned())]);
+    let again = broker.subscribe(&request).expect("subscribe");
+    assert!(drain(again.as_ref(), 10).is_empty(), "the deleted subscription's messages came back");
+}

@@ -366,4 +366,28 @@ impl Source for PulsarSource {
     fn wake(&self) {
         self.wake.notify_one();
     }
+
+    /// Deletes the subscription through this source's consumer, subscribing first if needed.
+    /// The broker refuses while other consumers are attached.
+    fn unsubscribe(&self) -> Result<(), TransportError> {
+        self.detached.store(true, Ordering::Release);
+        self.wake.notify_one();
+        let refused =
+            |reason: String| TransportError::Unsubscribe { subscription: self.request.subscription.clone(), reason };
+        self.client.runtime.block_on(async {
+            let mut state = self.state.lock().await;
+            state.book.forget_deliveries();
+            let mut consumer = match state.consumer.take() {
+                Some(consumer) => consumer,
+                None => self.build_consumer().await.map_err(|error| refused(format!("cannot subscribe: {error}")))?,
+            };
+            let deleted = consumer.unsubscribe().await.map_err(|error| refused(error.to_string()));
+            if deleted.is_err()
+                && let Err(error) = consumer.close().await
+            {
+                tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
+            }
+            deleted
+        })
+    }
 }

@@ -1,0 +1,84 @@
+//! Deleting a function from a running worker: its instances stop, its subscription is deleted
+//! when its spec says `cleanup_subscription` (the default, as in Pulsar), and its spec file is
+//! removed so that the function does not come back when the worker restarts.
+
+use std::{sync::Arc, time::Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Worker;
+use crate::{config::FunctionSpec, io::transport::TransportError, sync::lock};
+
+/// What deleting a function did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub fqfn: String,
+    /// The function's subscription.
+    pub subscription: String,
+    /// Whether the subscription was deleted; otherwise it keeps its position and backlog.
+    pub subscription_deleted: bool,
+    /// What could not be done, each with why; the function is deleted all the same.
+    pub warnings: Vec<String>,
+}
+
+/// Why a function could not be deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteError {
+    #[error("no function {0} in this worker")]
+    NoSuchFunction(String),
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+}
+
+impl Worker {
+    /// Deletes function `index`: stops its instances (up to the grace period), detaches their
+    /// consumers, deletes its subscription if asked to, and removes its spec file.
+    pub(super) fn delete(&mut self, index: usize) -> Result<Deleted, DeleteError> {
+        let shared = Arc::clone(&self.handle.functions[index]);
+        if shared.is_deleted() {
+            return Err(DeleteError::NoSuchFunction(shared.fqfn.clone()));
+        }
+        let mut warnings = Vec::new();
+        if let Some(runner) = self.runners[index].take() {
+            runner.request_stop();
+            let stuck = runner.join(Instant::now() + self.options.grace_period);
+            if !stuck.is_empty() {
+                warnings.push(format!(
+                    "instances {stuck:?} were still in a call when the grace period ran out; what they return is dropped"
+                ));
+            }
+        }
+        lock(&self.watched).retain(|watched| watched.fqfn != shared.fqfn);
+        shared.detach_sources();
+        let spec = &shared.spec;
+        let subscription_deleted = spec.cleanup_subscription
+            && match self.delete_subscription(spec) {
+                Ok(()) => true,
+                Err(error) => {
+                    warnings.push(format!("subscription kept: {error}"));
+                    false
+                }
+            };
+        if let Some(file) = &shared.spec_file
+            && let Err(error) = std::fs::remove_file(file)
+        {
+            warnings.push(format!(
+                "cannot remove the spec file {}: {error}; the function comes back when the worker restarts",
+                file.display()
+            ));
+        }
+        shared.mark_deleted();
+        let subscription = spec.subscription();
+        tracing::info!(fqfn = %shared.fqfn, %subscription, subscription_deleted, "function deleted");
+        for warning in &warnings {
+            tracing::warn!(fqfn = %shared.fqfn, %warning, "deleting the function did not do everything");
+        }
+        Ok(Deleted { fqfn: shared.fqfn.clone(), subscription, subscription_deleted, warnings })
+    }
+
+    /// Deletes the function's subscription through a consumer of its own (its instances'
+    /// consumers are detached by now).
+    fn delete_subscription(&self, spec: &FunctionSpec) -> Result<(), TransportError> {
+        self.wiring.transport.subscribe(&spec.subscription_request())?.unsubscribe()
+    }
+}
