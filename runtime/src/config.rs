@@ -70,6 +70,9 @@ pub struct FunctionSpec {
     /// Keep the order per key (a Key_Shared subscription).
     #[serde(default)]
     pub retain_key_ordering: bool,
+    /// Give each output its input's properties and event time (default true; its key always).
+    #[serde(default = "yes")]
+    pub forward_source_message_property: bool,
     /// The subscription's name (default: derived from the fully qualified function name).
     #[serde(default)]
     pub subscription_name: Option<String>,
@@ -323,6 +326,7 @@ mod tests {
         assert_eq!(spec.subscription(), "public-default-shout");
         assert_eq!(spec.dead_letter(), "out-DLQ");
         assert!(spec.cleanup_subscription, "deleting a function deletes its subscription");
+        assert!(spec.forward_source_message_property, "outputs keep their input's properties");
         assert!(problems(&spec).is_empty());
     }
 

@@ -179,6 +179,7 @@ impl FunctionRunner {
             fqfn: fqfn.clone(),
             function: index,
             output: spec.output.clone(),
+            forward_properties: spec.forward_source_message_property,
             dead_letter_topic: spec.dead_letter(),
             max_message_retries: spec.max_message_retries,
             guarantees: spec.processing_guarantees,

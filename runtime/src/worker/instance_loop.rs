@@ -45,6 +45,8 @@ pub(super) struct LoopSettings {
     pub fqfn: String,
     pub function: usize,
     pub output: Option<String>,
+    /// Outputs keep their input's properties and event time.
+    pub forward_properties: bool,
     pub dead_letter_topic: String,
     pub max_message_retries: u32,
     pub guarantees: ProcessingGuarantees,
@@ -182,7 +184,7 @@ impl InstanceLoop {
         let batch = std::mem::take(&mut self.batch);
         if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
             let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
-            self.control.source.ack(&tags);
+            self.counts.acked += self.control.source.ack(&tags) as u64;
         }
         let mut ids = MessageIdText::default();
         for delivery in &batch {
@@ -251,9 +253,10 @@ impl InstanceLoop {
         called
     }
 
-    /// Queues what a message came to. Under `manual` guarantees an input is acknowledged only
-    /// when the function acknowledged it (`acked`); one it did not stays unacknowledged, and
-    /// one it acknowledged and then failed on is not retried.
+    /// Queues what a message came to. Under `at_most_once` a failed input was acknowledged
+    /// already and is only counted. Under `manual` an input is acknowledged only when the
+    /// function acknowledged it (`acked`); one it did not stays unacknowledged, and one it
+    /// acknowledged and then failed on is not retried.
     fn settle(&mut self, delivery: &Delivery, (settled, acked): (Settled, bool)) {
         let runtime_acks = self.settings.guarantees != ProcessingGuarantees::Manual;
         let report = self.outcomes.anyone_waiting();
@@ -266,12 +269,12 @@ impl InstanceLoop {
                 }
                 if self.settings.output.is_some() {
                     let input = &delivery.message;
-                    self.outputs.push(Message {
-                        payload,
-                        key: input.key.clone(),
-                        properties: input.properties.clone(),
-                        event_time_ms: input.event_time_ms,
-                    });
+                    let mut output = Message { payload, key: input.key.clone(), ..Message::default() };
+                    if self.settings.forward_properties {
+                        output.properties.clone_from(&input.properties);
+                        output.event_time_ms = input.event_time_ms;
+                    }
+                    self.outputs.push(output);
                 }
                 if runtime_acks || acked {
                     self.acks.push(delivery.tag);
@@ -290,7 +293,9 @@ impl InstanceLoop {
             Settled::Failed(error) => {
                 self.counts.user_exceptions += 1;
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
-                if !runtime_acks && acked {
+                if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
+                    // Acknowledged when received: counted, never retried.
+                } else if !runtime_acks && acked {
                     self.acks.push(delivery.tag);
                 } else if delivery.redelivery_count >= self.settings.max_message_retries {
                     self.dead_letter(delivery, error.kind.as_str(), &error.message);
@@ -384,7 +389,7 @@ impl InstanceLoop {
         match failure {
             None => {
                 let acked = if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
-                    acks.len() // acknowledged when received
+                    0 // acknowledged and counted when received
                 } else {
                     source.ack(&acks)
                 };
