@@ -5,6 +5,7 @@
 
 mod entries;
 mod failures;
+mod pattern;
 mod producers;
 mod source;
 

@@ -23,6 +23,7 @@ use super::{
     PulsarClient,
     entries::{Entries, EntryKey, Settle},
     failures::FailureKey,
+    pattern::TopicsPattern,
 };
 use crate::io::transport::{
     Delivery, DeliveryTag, Message, MessageId, Source, SubscriptionPosition, SubscriptionRequest, SubscriptionType,
@@ -35,6 +36,10 @@ const MAX_REBUILD_BACKOFF: Duration = Duration::from_secs(10);
 /// The consumer's receiver queue: the broker's flow permits. Below ~1000 the broker's
 /// dispatch, not the function, sets the pace.
 const RECEIVER_QUEUE: u32 = 1000;
+
+/// How often a `topics_pattern` consumer looks for new matching topics (Pulsar's default is a
+/// minute).
+const TOPICS_REFRESH: Duration = Duration::from_secs(60);
 
 type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
 
@@ -110,16 +115,22 @@ impl PulsarSource {
             .consumer()
             .with_subscription(&self.request.subscription)
             .with_subscription_type(kind)
-            .with_consumer_id(self.client.next_consumer_id())
             .with_batch_size(RECEIVER_QUEUE)
             .with_options(options);
+        // The crate takes an id only for a single topic; it numbers the others itself.
+        if self.request.topics.len() == 1 && self.request.topics_pattern.is_none() {
+            builder = builder.with_consumer_id(self.client.next_consumer_id());
+        }
         if !self.request.topics.is_empty() {
             builder = builder.with_topics(&self.request.topics);
         }
         if let Some(pattern) = &self.request.topics_pattern {
-            let regex = regex::Regex::new(pattern)
+            let pattern = TopicsPattern::parse(pattern)
                 .map_err(|e| pulsar::Error::Custom(format!("topics_pattern {pattern:?}: {e}")))?;
-            builder = builder.with_topic_regex(regex).with_topic_refresh(Duration::from_secs(60));
+            builder = builder
+                .with_lookup_namespace(pattern.namespace)
+                .with_topic_regex(pattern.regex)
+                .with_topic_refresh(TOPICS_REFRESH);
         }
         builder.build().await
     }
