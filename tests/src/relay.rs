@@ -7,6 +7,11 @@
 //! ([`frame::rewrite_broker_frame`]); lookup answers are pointed at the relay so that the client
 //! never connects to the broker directly.
 //!
+//! pulsar-lite does not answer GET_TOPICS_OF_NAMESPACE, which a `topics_pattern` consumer
+//! needs. The relay answers it in the broker's stead, listing every topic a client of the relay
+//! has produced to or subscribed to: it sends the broker a PING instead and puts the answer in
+//! the place of the PONG, so that the answer keeps its place in the connection's order.
+//!
 //! Plain threads, two per connection: the `pulsar` client opens one connection per broker
 //! address, so a test has a handful. Reads and writes are buffered, and the broker→client side
 //! flushes only when it has nothing more to read, so many small frames leave in one write.
@@ -16,8 +21,8 @@ pub mod frame;
 mod tests;
 
 use std::{
-    collections::HashMap,
-    io::{self, BufReader, BufWriter, Read, Write},
+    collections::{BTreeSet, HashMap, VecDeque},
+    io::{self, BufReader, BufWriter, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
@@ -27,7 +32,7 @@ use std::{
     time::Duration,
 };
 
-use self::frame::Rewrite;
+use self::frame::{ClientFrame, Rewrite};
 
 /// Buffer size of each direction.
 const BUFFER: usize = 256 << 10;
@@ -67,7 +72,13 @@ struct Shared {
     receipts: AtomicU64,
     /// The authentication of each client CONNECT seen, in order.
     connect_auths: Mutex<Vec<ConnectAuth>>,
+    /// Every topic a client produced to or subscribed to.
+    topics: Mutex<BTreeSet<String>>,
+    namespaces_listed: AtomicU64,
 }
+
+/// Answers of the relay's own, each waiting for the PONG whose place it takes.
+type Answers = Arc<Mutex<VecDeque<Vec<u8>>>>;
 
 /// The authentication method name and data a client connected with.
 pub type ConnectAuth = (Option<String>, Option<Vec<u8>>);
@@ -85,6 +96,8 @@ pub struct RelayStats {
     pub lookups_redirected: u64,
     /// Send receipts passed to clients.
     pub receipts: u64,
+    /// GET_TOPICS_OF_NAMESPACE requests the relay answered.
+    pub namespaces_listed: u64,
 }
 
 /// The two sockets of one relayed connection (clones of the ones the pump threads use).
@@ -117,6 +130,8 @@ impl Relay {
             lookups_redirected: AtomicU64::new(0),
             receipts: AtomicU64::new(0),
             connect_auths: Mutex::new(Vec::new()),
+            topics: Mutex::new(BTreeSet::new()),
+            namespaces_listed: AtomicU64::new(0),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -154,6 +169,7 @@ impl Relay {
             checksums_inserted: load(&self.shared.checksums_inserted),
             lookups_redirected: load(&self.shared.lookups_redirected),
             receipts: load(&self.shared.receipts),
+            namespaces_listed: load(&self.shared.namespaces_listed),
         }
     }
 
@@ -227,6 +243,20 @@ impl Shared {
         }
     }
 
+    /// The answer to a GET_TOPICS_OF_NAMESPACE: the known topics of `namespace`.
+    fn topics_of(&self, request_id: u64, namespace: &str, persistent_only: bool) -> Vec<u8> {
+        let topics = self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let in_namespace = |topic: &&String| {
+            let path = topic.split_once("://").map_or(topic.as_str(), |(scheme, path)| {
+                if persistent_only && scheme != "persistent" { "" } else { path }
+            });
+            path.strip_prefix(namespace).is_some_and(|rest| rest.starts_with('/'))
+        };
+        let listed = topics.iter().filter(in_namespace).cloned().collect();
+        self.namespaces_listed.fetch_add(1, Ordering::Relaxed);
+        frame::topics_of_namespace_answer(request_id, listed)
+    }
+
     fn set_paused(&self, paused: bool) {
         let mut guard = self.pause.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *guard = paused;
@@ -274,18 +304,19 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
     let (up_client, up_broker) = (client.try_clone()?, broker.try_clone()?);
     shared.connections().insert(id, entry);
     shared.accepted.fetch_add(1, Ordering::Relaxed);
+    let answers = Answers::default();
 
     let up = {
-        let shared = Arc::clone(shared);
+        let (shared, answers) = (Arc::clone(shared), Arc::clone(&answers));
         move || {
-            let _ = pump_up(up_client, up_broker, &shared);
+            let _ = pump_up(up_client, up_broker, &shared, &answers);
             shared.close(id);
         }
     };
     let down = {
         let shared = Arc::clone(shared);
         move || {
-            if let Err(e) = pump_down(broker, client, &shared, &cut)
+            if let Err(e) = pump_down(broker, client, &shared, &cut, &answers)
                 && !cut.load(Ordering::SeqCst)
                 && e.kind() == io::ErrorKind::InvalidData
             {
@@ -304,31 +335,48 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
     spawned.map(drop)
 }
 
-/// Client→broker: bytes pass unchanged, each read leaving in one write. A CONNECT at the start
-/// of the first read has its authentication noted.
-fn pump_up(mut client: TcpStream, mut broker: TcpStream, shared: &Shared) -> io::Result<()> {
-    let mut buf = vec![0_u8; BUFFER];
+/// Client→broker: whole frames, passed on unchanged and flushed when no more input is
+/// buffered, except a GET_TOPICS_OF_NAMESPACE, which the relay answers (see the module's doc).
+/// A CONNECT has its authentication noted; topics named in PRODUCER and SUBSCRIBE are noted.
+fn pump_up(client: TcpStream, broker: TcpStream, shared: &Shared, answers: &Answers) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(BUFFER, client);
+    let mut writer = BufWriter::with_capacity(BUFFER, broker);
+    let mut buf = Vec::with_capacity(4096);
     let mut first = true;
-    loop {
-        match client.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                if std::mem::take(&mut first)
-                    && let Some(auth) = frame::connect_auth(&buf[..n])
-                {
-                    shared.connect_auths.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(auth);
-                }
-                broker.write_all(&buf[..n])?;
+    while frame::read_frame(&mut reader, &mut buf)? {
+        if std::mem::take(&mut first)
+            && let Some(auth) = frame::connect_auth(&buf)
+        {
+            shared.connect_auths.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(auth);
+        }
+        match frame::inspect_client_frame(&buf)? {
+            ClientFrame::Other => {}
+            ClientFrame::NamesTopic(topic) => {
+                shared.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic);
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            ClientFrame::TopicsOfNamespace { request_id, namespace, persistent_only } => {
+                let answer = shared.topics_of(request_id, &namespace, persistent_only);
+                answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push_back(answer);
+                buf = frame::ping();
+            }
+        }
+        writer.write_all(&buf)?;
+        if reader.buffer().is_empty() {
+            writer.flush()?;
         }
     }
+    writer.flush()
 }
 
-/// Broker→client: whole frames, rewritten by [`frame::rewrite_broker_frame`], flushed when no
-/// more input is buffered.
-fn pump_down(broker: TcpStream, client: TcpStream, shared: &Shared, cut: &AtomicBool) -> io::Result<()> {
+/// Broker→client: whole frames, rewritten by [`frame::rewrite_broker_frame`] (a PONG may give
+/// its place to one of the relay's `answers`), flushed when no more input is buffered.
+fn pump_down(
+    broker: TcpStream,
+    client: TcpStream,
+    shared: &Shared,
+    cut: &AtomicBool,
+    answers: &Answers,
+) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(BUFFER, broker);
     let mut writer = BufWriter::with_capacity(BUFFER, client);
     let mut buf = Vec::with_capacity(4096);
@@ -344,6 +392,11 @@ fn pump_down(broker: TcpStream, client: TcpStream, shared: &Shared, cut: &Atomic
                 shared.lookups_redirected.fetch_add(1, Ordering::Relaxed);
             }
             Rewrite::Receipt => receipt = true,
+            Rewrite::Pong => {
+                if let Some(answer) = answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop_front() {
+                    buf = answer;
+                }
+            }
         }
         shared.frames.fetch_add(1, Ordering::Relaxed);
         if shared.paused.load(Ordering::SeqCst) {

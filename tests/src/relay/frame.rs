@@ -1,5 +1,5 @@
-//! Pulsar wire frames: reading them off a stream, encoding a command, and the two rewrites the
-//! relay makes on the way from pulsar-lite to the client.
+//! Pulsar wire frames: reading them off a stream, encoding a command, the rewrites the relay
+//! makes on the way from pulsar-lite to the client, and what it reads in the client's frames.
 //!
 //! A frame is `[u32 total size][u32 command size][BaseCommand]`, and for the payload commands
 //! (MESSAGE, SEND) `[u16 magic 0x0e01][u32 CRC32C][u32 metadata size][metadata][payload]` after
@@ -11,13 +11,66 @@
 use std::io::{self, Read};
 
 use prost::Message as _;
-use pulsar::proto::{BaseCommand, base_command::Type};
+use pulsar::proto::{
+    BaseCommand, CommandGetTopicsOfNamespaceResponse, base_command::Type, command_get_topics_of_namespace::Mode,
+};
 
 /// The magic number that announces a CRC32C checksum in a payload frame.
 pub const MAGIC_CRC32C: u16 = 0x0e01;
 
 /// Frames above this size are refused as garbage (pulsar-lite's own limit is 5 MiB).
 pub const MAX_FRAME: usize = 64 << 20;
+
+/// What a client's frame means to the relay (see [`inspect_client_frame`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// Anything the relay only passes on.
+    Other,
+    /// A PRODUCER or SUBSCRIBE naming a topic, which exists from then on.
+    NamesTopic(String),
+    /// A GET_TOPICS_OF_NAMESPACE, which pulsar-lite does not answer.
+    TopicsOfNamespace { request_id: u64, namespace: String, persistent_only: bool },
+}
+
+/// Reads what the relay needs from one frame a client sent.
+pub fn inspect_client_frame(frame: &[u8]) -> io::Result<ClientFrame> {
+    let (command, _) = split(frame)?;
+    let kind = command_type(command);
+    let named = [Type::Producer as i32, Type::Subscribe as i32, Type::GetTopicsOfNamespace as i32];
+    if !kind.is_some_and(|kind| named.contains(&kind)) {
+        return Ok(ClientFrame::Other);
+    }
+    let command = decode_command(frame)?;
+    if let Some(producer) = command.producer {
+        return Ok(ClientFrame::NamesTopic(producer.topic));
+    }
+    if let Some(subscribe) = command.subscribe {
+        return Ok(ClientFrame::NamesTopic(subscribe.topic));
+    }
+    Ok(command.get_topics_of_namespace.map_or(ClientFrame::Other, |request| ClientFrame::TopicsOfNamespace {
+        request_id: request.request_id,
+        namespace: request.namespace,
+        persistent_only: request.mode.unwrap_or(0) == Mode::Persistent as i32,
+    }))
+}
+
+/// A GET_TOPICS_OF_NAMESPACE_RESPONSE listing `topics`.
+pub fn topics_of_namespace_answer(request_id: u64, topics: Vec<String>) -> Vec<u8> {
+    encode_command(&BaseCommand {
+        r#type: Type::GetTopicsOfNamespaceResponse as i32,
+        get_topics_of_namespace_response: Some(CommandGetTopicsOfNamespaceResponse {
+            request_id,
+            topics,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// A PING, which the broker answers with a PONG.
+pub fn ping() -> Vec<u8> {
+    encode_command(&BaseCommand { r#type: Type::Ping as i32, ping: Some(Default::default()), ..Default::default() })
+}
 
 /// What [`rewrite_broker_frame`] did to a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +83,8 @@ pub enum Rewrite {
     LookupRedirected,
     /// A send receipt, passed on byte for byte (told apart so that the relay can count them).
     Receipt,
+    /// A PONG, passed on byte for byte unless the relay puts an answer of its own in its place.
+    Pong,
 }
 
 /// Reads one whole frame, size field included, into `frame` (replacing its contents).
@@ -106,6 +161,9 @@ pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str) -> io::Result<
     }
     if kind == Type::SendReceipt as i32 {
         return Ok(Rewrite::Receipt);
+    }
+    if kind == Type::Pong as i32 {
+        return Ok(Rewrite::Pong);
     }
     Ok(Rewrite::Unchanged)
 }
@@ -289,6 +347,45 @@ mod tests {
         let ping = encode_command(&BaseCommand { r#type: Type::Ping as i32, ..Default::default() });
         assert_eq!(connect_auth(&ping), None);
         assert_eq!(connect_auth(b"m"), None);
+    }
+
+    #[test]
+    fn client_frames_name_their_topics_and_ask_for_a_namespace() {
+        let producer = encode_command(&BaseCommand {
+            r#type: Type::Producer as i32,
+            producer: Some(pulsar::proto::CommandProducer {
+                topic: "persistent://a/b/in".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            inspect_client_frame(&producer).expect("inspect"),
+            ClientFrame::NamesTopic("persistent://a/b/in".into())
+        );
+        let request = encode_command(&BaseCommand {
+            r#type: Type::GetTopicsOfNamespace as i32,
+            get_topics_of_namespace: Some(pulsar::proto::CommandGetTopicsOfNamespace {
+                request_id: 5,
+                namespace: "a/b".into(),
+                mode: Some(Mode::All as i32),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            inspect_client_frame(&request).expect("inspect"),
+            ClientFrame::TopicsOfNamespace { request_id: 5, namespace: "a/b".into(), persistent_only: false }
+        );
+        assert_eq!(inspect_client_frame(&ping()).expect("inspect"), ClientFrame::Other);
+
+        let answer =
+            decode_command(&topics_of_namespace_answer(5, vec!["persistent://a/b/in".into()])).expect("decode");
+        assert_eq!(answer.r#type, Type::GetTopicsOfNamespaceResponse as i32);
+        let listed = answer.get_topics_of_namespace_response.expect("a response");
+        assert_eq!((listed.request_id, listed.topics), (5, vec!["persistent://a/b/in".to_owned()]));
+        let mut pong = encode_command(&BaseCommand { r#type: Type::Pong as i32, ..Default::default() });
+        assert_eq!(rewrite_broker_frame(&mut pong, "pulsar://x:1").expect("rewrite"), Rewrite::Pong);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The relay's fault injection, against a fake broker that answers every byte it receives with
-//! one MESSAGE frame without checksum.
+//! The relay's fault injection and its answers of its own, against a fake broker that answers
+//! a PING with a PONG and every other frame with one MESSAGE frame without checksum.
 
 use std::{
     io::{self, Read, Write},
@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pulsar::proto::{BaseCommand, CommandMessage, base_command::Type};
+use pulsar::proto::{BaseCommand, CommandGetTopicsOfNamespace, CommandMessage, CommandProducer, base_command::Type};
 
 use super::{
     Relay,
@@ -21,29 +21,40 @@ fn fake_broker() -> SocketAddr {
     let addr = listener.local_addr().expect("fake broker address");
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            thread::spawn(move || answer_each_byte(stream));
+            thread::spawn(move || answer_each_frame(stream));
         }
     });
     addr
 }
 
-fn answer_each_byte(mut stream: TcpStream) {
-    let mut byte = [0_u8; 1];
-    while matches!(stream.read(&mut byte), Ok(1)) {
-        let command = BaseCommand {
-            r#type: Type::Message as i32,
-            message: Some(CommandMessage { consumer_id: 1, ..Default::default() }),
-            ..Default::default()
+fn answer_each_frame(mut stream: TcpStream) {
+    let mut request = Vec::new();
+    while matches!(frame::read_frame(&mut stream, &mut request), Ok(true)) {
+        let is_ping = frame::decode_command(&request).is_ok_and(|command| command.r#type == Type::Ping as i32);
+        let answer = if is_ping {
+            frame::encode_command(&BaseCommand { r#type: Type::Pong as i32, ..Default::default() })
+        } else {
+            message_frame()
         };
-        let mut message = frame::encode_command(&command);
-        message.extend_from_slice(&0_u32.to_be_bytes()); // metadata size: the relay does not read it
-        message.extend_from_slice(b"hello");
-        let total = (message.len() - 4) as u32;
-        message[..4].copy_from_slice(&total.to_be_bytes());
-        if stream.write_all(&message).is_err() {
+        if stream.write_all(&answer).is_err() {
             return;
         }
     }
+}
+
+/// A MESSAGE frame as pulsar-lite sends it, without magic and checksum.
+fn message_frame() -> Vec<u8> {
+    let command = BaseCommand {
+        r#type: Type::Message as i32,
+        message: Some(CommandMessage { consumer_id: 1, ..Default::default() }),
+        ..Default::default()
+    };
+    let mut message = frame::encode_command(&command);
+    message.extend_from_slice(&0_u32.to_be_bytes()); // metadata size: the relay does not read it
+    message.extend_from_slice(b"hello");
+    let total = (message.len() - 4) as u32;
+    message[..4].copy_from_slice(&total.to_be_bytes());
+    message
 }
 
 fn connect(relay: &Relay) -> TcpStream {
@@ -52,9 +63,19 @@ fn connect(relay: &Relay) -> TcpStream {
     stream
 }
 
-/// Sends one byte and reads the MESSAGE frame it brings back.
+/// Sends `request` and reads the frame it brings back.
+fn ask(stream: &mut TcpStream, request: &BaseCommand) -> io::Result<Vec<u8>> {
+    stream.write_all(&frame::encode_command(request))?;
+    let mut answer = Vec::new();
+    if !frame::read_frame(stream, &mut answer)? {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(answer)
+}
+
+/// Sends one frame and reads the MESSAGE frame it brings back.
 fn round_trip(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    stream.write_all(b"m")?;
+    stream.write_all(&frame::encode_command(&BaseCommand { r#type: Type::Flow as i32, ..Default::default() }))?;
     let mut message = Vec::new();
     if !frame::read_frame(stream, &mut message)? {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -154,4 +175,30 @@ fn a_broker_that_is_down_closes_the_client() {
     let gone = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
     let relay = Relay::start(gone).expect("relay");
     assert!(closed(&mut connect(&relay)));
+}
+
+#[test]
+fn the_relay_lists_the_topics_its_clients_named_when_asked_for_a_namespace() {
+    let relay = Relay::start(fake_broker()).expect("relay");
+    let mut client = connect(&relay);
+    for topic in ["persistent://a/b/in-1", "persistent://a/bc/in-2", "persistent://a/b/in-3"] {
+        let producer = CommandProducer { topic: topic.into(), ..Default::default() };
+        ask(
+            &mut client,
+            &BaseCommand { r#type: Type::Producer as i32, producer: Some(producer), ..Default::default() },
+        )
+        .expect("producer answered");
+    }
+    let request = CommandGetTopicsOfNamespace { request_id: 8, namespace: "a/b".into(), ..Default::default() };
+    let request = BaseCommand {
+        r#type: Type::GetTopicsOfNamespace as i32,
+        get_topics_of_namespace: Some(request),
+        ..Default::default()
+    };
+    let answer = frame::decode_command(&ask(&mut client, &request).expect("an answer")).expect("decodes");
+    let listed = answer.get_topics_of_namespace_response.expect("a topics answer");
+    assert_eq!(listed.request_id, 8);
+    assert_eq!(listed.topics, ["persistent://a/b/in-1", "persistent://a/b/in-3"]);
+    assert_eq!(relay.stats().namespaces_listed, 1);
+    round_trip(&mut client).expect("the connection goes on");
 }
