@@ -75,13 +75,20 @@ impl PulsarPeer {
 
     /// Publishes `messages` to `topic` in order and waits for every receipt.
     pub fn produce(&self, topic: &str, messages: impl IntoIterator<Item = Outgoing>) {
+        self.produce_in_batches(topic, messages, None);
+    }
+
+    /// Publishes `messages` to `topic` in order, `batch` to an entry when given, and waits for
+    /// every receipt.
+    pub fn produce_in_batches(&self, topic: &str, messages: impl IntoIterator<Item = Outgoing>, batch: Option<u32>) {
         self.runtime.block_on(async {
-            let options = ProducerOptions { block_queue_if_full: true, ..Default::default() };
+            let options = ProducerOptions { block_queue_if_full: true, batch_size: batch, ..Default::default() };
             let mut producer =
                 self.client.producer().with_topic(topic).with_options(options).build().await.expect("producer");
             let mut receipts: VecDeque<SendFuture> = VecDeque::with_capacity(RECEIPT_WINDOW);
             for message in messages {
-                if receipts.len() == RECEIPT_WINDOW {
+                // A batch's receipts come once it is full: wait only for whole ones.
+                if receipts.len() == RECEIPT_WINDOW && batch.is_none() {
                     receipts.pop_front().expect("a receipt").await.expect("send receipt");
                 }
                 let message = producer::Message {
@@ -92,6 +99,9 @@ impl PulsarPeer {
                     ..Default::default()
                 };
                 receipts.push_back(producer.send_non_blocking(message).await.expect("send"));
+            }
+            if batch.is_some() {
+                producer.send_batch().await.expect("the last batch sent");
             }
             for receipt in receipts {
                 receipt.await.expect("send receipt");
