@@ -171,6 +171,10 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn ack(&self, tags: &[DeliveryTag]) -> usize;
     /// Gives a delivery back, to be redelivered after `delay` with a higher redelivery count.
     fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str);
+    /// Tells the source that the function is done with these deliveries but did not
+    /// acknowledge them (`manual` guarantees): they stay unacknowledged. The default does
+    /// nothing; a transport that settles batches needs it to settle theirs.
+    fn keep_unacked(&self, _tags: &[DeliveryTag]) {}
     /// Leaves the subscription: every unacknowledged delivery goes back to it for the others.
     fn detach(&self);
     /// Joins the subscription again after [`Source::detach`].

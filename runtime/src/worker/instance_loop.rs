@@ -90,6 +90,8 @@ pub(super) struct InstanceLoop {
     outputs: Vec<Message>,
     dead_letters: Vec<Message>,
     acks: Vec<DeliveryTag>,
+    /// Inputs done with but not acknowledged by the function (`manual` guarantees).
+    unacked: Vec<DeliveryTag>,
     nacks: Vec<(DeliveryTag, u32, String)>,
     reports: Vec<(Arc<Message>, Outcome)>,
     counts: BatchCounts,
@@ -125,6 +127,7 @@ impl InstanceLoop {
             outputs: Vec::with_capacity(BATCH),
             dead_letters: Vec::new(),
             acks: Vec::with_capacity(BATCH),
+            unacked: Vec::new(),
             nacks: Vec::new(),
             reports: Vec::new(),
             counts: BatchCounts::default(),
@@ -184,7 +187,9 @@ impl InstanceLoop {
         let batch = std::mem::take(&mut self.batch);
         if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
             let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
-            self.counts.acked += self.control.source.ack(&tags) as u64;
+            // Counted now: a batch taken back by the watchdog is still acknowledged.
+            let acked = self.control.source.ack(&tags) as u64;
+            self.control.stats.add(&BatchCounts { acked, ..BatchCounts::default() });
         }
         let mut ids = MessageIdText::default();
         for delivery in &batch {
@@ -232,13 +237,14 @@ impl InstanceLoop {
         let called = run(&mut self.instance, &record);
         let called = match (called, self.probation.as_mut()) {
             ((Settled::Failed(error), acked), Some(probation)) => match run(&mut probation.old, &record) {
-                (Settled::Failed(_), _) => (Settled::Failed(error), acked),
-                old_result => {
+                (Settled::Failed(_), old_acked) => (Settled::Failed(error), acked || old_acked),
+                (old_settled, old_acked) => {
                     probation.regressions += 1;
                     if probation.regressions >= probation.threshold {
                         self.roll_back(&error);
                     }
-                    old_result
+                    // An acknowledgement made by either version stands.
+                    (old_settled, acked || old_acked)
                 }
             },
             (called, Some(_)) => {
@@ -276,9 +282,7 @@ impl InstanceLoop {
                     }
                     self.outputs.push(output);
                 }
-                if runtime_acks || acked {
-                    self.acks.push(delivery.tag);
-                }
+                self.keep_or_ack(delivery.tag, runtime_acks || acked);
             }
             Settled::Filtered => {
                 self.counts.processed_successfully += 1;
@@ -286,9 +290,7 @@ impl InstanceLoop {
                 if report {
                     self.reports.push((Arc::clone(&delivery.message), Outcome::Filtered));
                 }
-                if runtime_acks || acked {
-                    self.acks.push(delivery.tag);
-                }
+                self.keep_or_ack(delivery.tag, runtime_acks || acked);
             }
             Settled::Failed(error) => {
                 self.counts.user_exceptions += 1;
@@ -304,6 +306,11 @@ impl InstanceLoop {
                 }
             }
         }
+    }
+
+    /// Queues a processed input to be acknowledged, or to stay unacknowledged.
+    fn keep_or_ack(&mut self, tag: DeliveryTag, ack: bool) {
+        if ack { self.acks.push(tag) } else { self.unacked.push(tag) }
     }
 
     /// Queues the input for the dead-letter topic, with why, and acknowledges it.
@@ -340,7 +347,9 @@ impl InstanceLoop {
             self.control.revoked.store(false, Ordering::Release);
             let discarded = self.outputs.len();
             self.discard();
-            self.control.source.attach();
+            if !self.control.stop.load(Ordering::Acquire) {
+                self.control.source.attach();
+            }
             self.control.stats.healthy.store(true, Ordering::Release);
             tracing::warn!(discarded, "stuck call returned after its batch was taken back; instance healthy again");
             return;
@@ -360,6 +369,9 @@ impl InstanceLoop {
         }
         for (tag, failures, reason) in self.nacks.drain(..) {
             control.source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
+        }
+        if !self.unacked.is_empty() {
+            control.source.keep_unacked(&self.unacked);
         }
         // Acknowledged inputs are counted once their commit settles.
         self.control.stats.add(&self.counts);
@@ -430,6 +442,7 @@ impl InstanceLoop {
         self.outputs.clear();
         self.dead_letters.clear();
         self.acks.clear();
+        self.unacked.clear();
         self.nacks.clear();
         self.reports.clear();
         self.counts = BatchCounts::default();

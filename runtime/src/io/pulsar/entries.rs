@@ -4,6 +4,7 @@
 //! acknowledges the whole entry when any one of its messages is acknowledged, so an entry is
 //! acknowledged only once every message of it is done; if any of them failed, the whole entry
 //! is negatively acknowledged instead (its messages that were done come again: at-least-once).
+//! An entry with a message left unacknowledged (`manual` guarantees) is not acknowledged at all.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -22,6 +23,8 @@ pub(super) enum Settle {
     Ack,
     /// Redeliver after this delay.
     Nack(Duration),
+    /// Done with, but left unacknowledged (`manual` guarantees): the broker is told nothing.
+    Hold,
 }
 
 #[derive(Debug)]
@@ -29,6 +32,8 @@ struct OpenEntry {
     outstanding: u32,
     /// The longest delay asked for by a failed message of the entry.
     nack: Option<Duration>,
+    /// A message of the entry is left unacknowledged, so the entry cannot be acknowledged.
+    held: bool,
 }
 
 /// The batched entries with messages still unsettled.
@@ -42,23 +47,31 @@ impl Entries {
     /// message of an entry opens it.
     pub fn received(&mut self, entry: &EntryKey, messages: u32) {
         if messages > 1 && !self.open.contains_key(entry) {
-            self.open.insert(entry.clone(), OpenEntry { outstanding: messages, nack: None });
+            self.open.insert(entry.clone(), OpenEntry { outstanding: messages, nack: None, held: false });
         }
     }
 
     /// One message of `entry` was settled: returns what the broker should be told about the
-    /// entry now, if anything.
+    /// entry now, if anything. A failed message makes the whole entry redelivered; a held one
+    /// (and no failure) leaves it unacknowledged.
     pub fn settle(&mut self, entry: &EntryKey, settle: Settle) -> Option<Settle> {
-        let Some(open) = self.open.get_mut(entry) else { return Some(settle) };
-        if let Settle::Nack(delay) = settle {
-            open.nack = Some(open.nack.map_or(delay, |longest| longest.max(delay)));
+        let Some(open) = self.open.get_mut(entry) else {
+            return (settle != Settle::Hold).then_some(settle);
+        };
+        match settle {
+            Settle::Ack => {}
+            Settle::Nack(delay) => open.nack = Some(open.nack.map_or(delay, |longest| longest.max(delay))),
+            Settle::Hold => open.held = true,
         }
         open.outstanding = open.outstanding.saturating_sub(1);
         if open.outstanding > 0 {
             return None;
         }
         let done = self.open.remove(entry)?;
-        Some(done.nack.map_or(Settle::Ack, Settle::Nack))
+        match done.nack {
+            Some(delay) => Some(Settle::Nack(delay)),
+            None => (!done.held).then_some(Settle::Ack),
+        }
     }
 
     /// Forgets every open entry (its consumer is gone; the broker redelivers them).
@@ -106,5 +119,22 @@ mod tests {
             entries.settle(&entry(9), Settle::Nack(Duration::from_millis(40))),
             Some(Settle::Nack(Duration::from_millis(40)))
         );
+    }
+
+    #[test]
+    fn a_held_message_keeps_its_batch_unacknowledged_unless_another_failed() {
+        let mut entries = Entries::default();
+        entries.received(&entry(3), 2);
+        assert_eq!(entries.settle(&entry(3), Settle::Hold), None);
+        assert_eq!(entries.settle(&entry(3), Settle::Ack), None, "a batch with a held message was acknowledged");
+        assert_eq!(entries.open.len(), 0);
+
+        entries.received(&entry(4), 2);
+        assert_eq!(entries.settle(&entry(4), Settle::Hold), None);
+        let delay = Duration::from_millis(5);
+        assert_eq!(entries.settle(&entry(4), Settle::Nack(delay)), Some(Settle::Nack(delay)), "the failure was lost");
+
+        entries.received(&entry(5), 1);
+        assert_eq!(entries.settle(&entry(5), Settle::Hold), None);
     }
 }

@@ -270,11 +270,12 @@ impl PulsarSource {
             match settle {
                 Settle::Ack => self.client.failures.forget(key),
                 Settle::Nack(_) => self.client.failures.record(key(), reason.unwrap_or("error: failed")),
+                Settle::Hold => {}
             }
             match state.book.entries.settle(&received.entry, settle) {
                 Some(Settle::Ack) => acks.push((received.topic, received.id)),
                 Some(Settle::Nack(delay)) => state.book.due.push((Instant::now() + delay, received.topic, received.id)),
-                None => {}
+                Some(Settle::Hold) | None => {}
             }
         }
         let Some(consumer) = state.consumer.as_mut() else { return 0 };
@@ -353,6 +354,12 @@ impl Source for PulsarSource {
 
     fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str) {
         self.client.runtime.block_on(self.settle(std::iter::once((tag, Settle::Nack(delay), Some(reason)))));
+    }
+
+    /// Forgets the deliveries, which the broker keeps as unacknowledged; an entry with one of
+    /// them is not acknowledged, though it is still redelivered if another of its messages failed.
+    fn keep_unacked(&self, tags: &[DeliveryTag]) {
+        self.client.runtime.block_on(self.settle(tags.iter().map(|tag| (*tag, Settle::Hold, None))));
     }
 
     /// Closes the consumer: the broker hands what it held to the subscription's other consumers.
