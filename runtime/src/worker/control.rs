@@ -69,6 +69,14 @@ impl InstanceControl {
         lock(&self.swap).take()
     }
 
+    /// Takes back the batch in hand, as the watchdog does with a stuck call: the loop stops
+    /// after the call returns and discards what the batch came to.
+    pub fn take_back_batch(&self) {
+        let mut revoked = lock(&self.commit);
+        *revoked = true;
+        self.revoked.store(true, Ordering::Release);
+    }
+
     /// Asks the loop to stop after the batch in hand.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);

@@ -39,17 +39,19 @@ impl Worker {
             return Err(DeleteError::NoSuchFunction(shared.fqfn.clone()));
         }
         let mut warnings = Vec::new();
+        let mut stuck = Vec::new();
         if let Some(runner) = self.runners[index].take() {
             runner.request_stop();
-            let stuck = runner.join(Instant::now() + self.options.grace_period);
+            stuck = runner.join(Instant::now() + self.options.grace_period);
             if !stuck.is_empty() {
                 warnings.push(format!(
-                    "instances {stuck:?} were still in a call when the grace period ran out; what they return is dropped"
+                    "instances {stuck:?} were still in a call when the grace period ran out; what their batches \
+                     come to is discarded, and their inputs are left to the broker"
                 ));
             }
         }
         lock(&self.watched).retain(|watched| watched.fqfn != shared.fqfn);
-        shared.detach_sources();
+        shared.retire_instances(&stuck);
         let spec = &shared.spec;
         let subscription_deleted = spec.cleanup_subscription
             && match self.delete_subscription(spec) {

@@ -68,9 +68,14 @@ impl FunctionShared {
         self.deleted.store(true, Ordering::Release);
     }
 
-    /// Detaches every instance's consumer from the subscription.
-    pub(super) fn detach_sources(&self) {
-        for control in lock(&self.instances).iter() {
+    /// Lets go of every instance after a stop: the batches of those in `stuck` (still in a
+    /// call) are taken back, so that nothing they return is published or acknowledged, and
+    /// every consumer is detached from the subscription.
+    pub(super) fn retire_instances(&self, stuck: &[u32]) {
+        for control in std::mem::take(&mut *lock(&self.instances)) {
+            if stuck.contains(&control.id) {
+                control.take_back_batch();
+            }
             control.source.detach();
         }
     }
