@@ -4,6 +4,8 @@
 use regex::Regex;
 
 const DEFAULT_PREFIX: &str = "persistent://public/default/";
+/// The suffix of a partition's name.
+const PARTITION: &str = "-partition-[0-9]+";
 
 /// A pattern ready for the consumer: the namespace whose topics are listed, and the regex
 /// that a whole topic name must match.
@@ -15,7 +17,8 @@ pub(super) struct TopicsPattern {
 
 impl TopicsPattern {
     /// Qualifies `pattern` as Pulsar's `TopicName` does: `tenant/namespace/topic` and plain
-    /// `topic` gain `persistent://` (and `public/default/`); the match is anchored at both ends.
+    /// `topic` gain `persistent://` (and `public/default/`); the match is anchored at both ends,
+    /// and a partition matches as its topic does.
     pub fn parse(pattern: &str) -> Result<Self, regex::Error> {
         let qualified = if pattern.contains("://") {
             pattern.to_owned()
@@ -26,7 +29,8 @@ impl TopicsPattern {
         };
         let path = qualified.split_once("://").map_or(qualified.as_str(), |(_, path)| path);
         let namespace = path.split('/').take(2).collect::<Vec<_>>().join("/");
-        let regex = Regex::new(&format!("^(?:{qualified})$"))?;
+        // The broker lists a partitioned topic's partitions; Pulsar matches their topic's name.
+        let regex = Regex::new(&format!("^(?:{qualified})(?:{PARTITION})?$"))?;
         Ok(Self { namespace, regex })
     }
 }
@@ -51,5 +55,9 @@ mod tests {
         assert_eq!(short.namespace, "public/default");
         assert!(short.regex.is_match("persistent://public/default/in-42"));
         assert!(!short.regex.is_match("persistent://public/default/in-42-partition-x"));
+        assert!(short.regex.is_match("persistent://public/default/in-42-partition-3"), "a partition is its topic");
+        let exact = TopicsPattern::parse("orders").expect("a regex");
+        assert!(exact.regex.is_match("persistent://public/default/orders-partition-0"));
+        assert!(!exact.regex.is_match("persistent://public/default/orders-eu"));
     }
 }
