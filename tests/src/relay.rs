@@ -10,7 +10,7 @@
 //! pulsar-lite does not answer GET_TOPICS_OF_NAMESPACE, which a `topics_pattern` consumer
 //! needs. The relay answers it in the broker's stead, listing every topic a client of the relay
 //! has produced to or subscribed to: it sends the broker a PING instead and puts the answer in
-//! the place of the PONG, so that the answer keeps its place in the connection's order.
+//! the place of the next PONG, so that it goes to the client on the client's own connection.
 //!
 //! Plain threads, two per connection: the `pulsar` client opens one connection per broker
 //! address, so a test has a handful. Reads and writes are buffered, and the broker→client side

@@ -6,7 +6,7 @@ use std::{process::Output, time::Duration};
 
 use pfn_tests::{
     broker::TestBroker,
-    fixtures::{plugin, scratch},
+    fixtures::{fixture, plugin, scratch},
     pfn_cli::texts,
     pulsar_client::{PulsarPeer, TestConsumer, unique_topic},
     pulsar_functions::{IDLE, SHOUT, number_of, numbered, shout_spec, start_shout},
@@ -81,6 +81,41 @@ fn a_deleted_function_stops_and_takes_its_subscription_and_spec_file_unless_told
         (Some("public-default-kept"), Some(2))
     );
     assert!(worker.status()["functions"].as_array().expect("functions list").is_empty());
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "worker exit: {status}\n{log}");
+}
+
+#[test]
+fn a_call_still_running_when_its_function_is_deleted_publishes_nothing_and_its_inputs_stay() {
+    let spec = "name = \"slow\"\nplugin = \"panicky\"\ninputs = [\"slow-in\"]\noutput = \"slow-out\"\n\
+                cleanup_subscription = false\n";
+    let dir = scratch();
+    let worker = RunningWorker::start(
+        dir.path(),
+        &[("slow.toml", spec)],
+        &[(&fixture("panicky"), "libpanicky.so")],
+        &["--grace-period-ms", "200"],
+    );
+    worker.wait_until("slow runs", |worker| worker.function("public/default/slow")["state"] == "running");
+    worker.create_subscription("slow-out", "check");
+    worker.produce("slow-in", b"sleep 1500\nafter\n", false);
+    let in_flight = |worker: &RunningWorker| worker.topic_stats("slow-in")["subscriptions"][0]["unacked"].as_u64();
+    worker.wait_until("the slow input is being processed", |worker| in_flight(worker).is_some_and(|n| n > 0));
+
+    let deleted = delete(&worker, "public/default/slow");
+    let (stdout, stderr) = texts(&deleted);
+    assert!(deleted.status.success(), "delete failed: {stderr}");
+    assert_eq!(stdout.trim_end(), "deleted public/default/slow; subscription public-default-slow kept");
+    assert!(stderr.contains("were still in a call when the grace period ran out"), "no warning: {stderr}");
+    worker.wait_until("the stuck call returned", |worker| worker.log_text().contains("stuck call returned"));
+    assert_eq!(worker.topic_stats("slow-out")["published"], 0, "the deleted function published");
+    let stats = worker.topic_stats("slow-in");
+    let subscription = &stats["subscriptions"][0];
+    assert_eq!(
+        (subscription["backlog"].as_u64(), subscription["unacked"].as_u64(), subscription["consumers"].as_u64()),
+        (Some(2), Some(0), Some(0)),
+        "both inputs wait in the kept subscription, with no consumer: {stats}"
+    );
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exit: {status}\n{log}");
 }

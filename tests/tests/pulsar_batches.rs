@@ -2,14 +2,16 @@
 //! acknowledged, so the worker acknowledges an entry only once every message in it is done. A
 //! message that keeps failing is then redelivered with its whole entry until its retries run
 //! out and it reaches the dead-letter topic; its batch mates are processed again (at least once).
+//! Under `manual` guarantees an entry with a message the function did not acknowledge stays
+//! unacknowledged, and comes back whole to the subscription's next consumer.
 
 use std::time::Duration;
 
 use pfn_tests::{
     broker::TestBroker,
     fixtures::scratch,
-    pulsar_client::{Outgoing, PulsarPeer, unique_topic},
-    pulsar_functions::{IDLE, PANICKY, panicky_spec, start_panicky},
+    pulsar_client::{Outgoing, PulsarPeer, Received, unique_topic},
+    pulsar_functions::{ACKER, IDLE, PANICKY, acker_spec, panicky_spec, start_acker, start_panicky},
     relay::Relay,
 };
 
@@ -55,4 +57,63 @@ fn a_failing_message_in_a_batch_is_retried_and_dead_lettered_while_its_batch_mat
     assert_eq!(worker.total(PANICKY, "received_total"), 2 * COUNT as u64, "not every entry came back exactly once");
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exit: {status}\n{log}");
+}
+
+#[test]
+fn under_manual_guarantees_a_batch_with_a_held_message_stays_unacknowledged_and_comes_back_whole() {
+    const COUNT: usize = 100;
+    const BATCH: usize = 10;
+    // The first five entries each hold one message the function does not acknowledge, and one
+    // it fails on without acknowledging (retried once, then dead-lettered).
+    let is_held = |i: usize| i < COUNT / 2 && i % BATCH == 3;
+    let is_failing = |i: usize| i < COUNT / 2 && i % BATCH == 6;
+    let broker = TestBroker::start();
+    let relay = Relay::start(broker.addr()).expect("relay");
+    let (input, output) = (unique_topic("in"), unique_topic("out"));
+    let peer = PulsarPeer::connect(&relay.url());
+    let mut reader = peer.subscribe(&output, "check");
+    let mut dead_letters = peer.subscribe(&format!("{output}-DLQ"), "check");
+    let inputs = (0..COUNT).map(|i| match (is_held(i), is_failing(i)) {
+        (true, _) => Outgoing::text(format!("hold {i}")),
+        (_, true) => Outgoing::text(format!("fail {i}")),
+        _ => Outgoing::text(format!("take {i}")),
+    });
+    peer.produce_in_batches(&input, inputs, Some(BATCH as u32));
+    let spec = format!("{}max_message_retries = 1\n", acker_spec(&input, &output));
+
+    let first_dir = scratch();
+    let first = start_acker(first_dir.path(), &relay, &spec);
+    // The failing message is retried, so its entry must have been given back despite the held one.
+    let mut letters: Vec<usize> =
+        dead_letters.receive(COUNT / BATCH / 2, IDLE).iter().map(|letter| number_in(&letter.text())).collect();
+    letters.sort_unstable();
+    assert_eq!(letters, (0..COUNT).filter(|&i| is_failing(i)).collect::<Vec<_>>(), "a failure was never retried");
+    let taken = (0..COUNT).filter(|&i| !is_held(i) && !is_failing(i)).count() as u64;
+    first.wait_until("the taken inputs acknowledged", |worker| worker.total(ACKER, "acked_total") >= taken);
+    let (status, log) = first.terminate();
+    assert!(status.success(), "worker exit: {status}\n{log}");
+    // What the first worker published, entries given back included.
+    let published = reader.receive(usize::MAX, Duration::from_secs(2));
+    assert!(published.len() >= COUNT - COUNT / BATCH / 2, "{} outputs from the first worker", published.len());
+
+    // Only the entries with a held message were left unacknowledged.
+    let second_dir = scratch();
+    let second = start_acker(second_dir.path(), &relay, &spec);
+    let expected: Vec<usize> = (0..COUNT / 2).filter(|&i| !is_failing(i)).collect();
+    let distinct = |outputs: &[Received]| {
+        let mut numbers: Vec<usize> = outputs.iter().map(|output| number_in(&output.text())).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
+    };
+    let mut outputs = reader.receive_until(IDLE, |outputs| distinct(outputs).len() >= expected.len());
+    outputs.extend(reader.receive(usize::MAX, Duration::from_secs(2)));
+    assert_eq!(distinct(&outputs), expected, "not exactly the entries with a held message came back");
+    let (status, log) = second.terminate();
+    assert!(status.success(), "worker exit: {status}\n{log}");
+}
+
+/// The number at the end of an output such as `held:hold 3`.
+fn number_in(text: &str) -> usize {
+    text.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no number in {text:?}"))
 }
