@@ -16,7 +16,7 @@ use std::{
 use crate::{
     broker::TestBroker,
     fixtures::{fixture, plugin},
-    pulsar_client::{Outgoing, Received, TestConsumer},
+    pulsar_client::{Outgoing, PulsarPeer, Received, TestConsumer, unique_topic},
     relay::Relay,
     worker::RunningWorker,
 };
@@ -30,6 +30,36 @@ pub const IDLE: Duration = Duration::from_secs(60);
 
 /// How long anything else may take before a test gives up (a hang guard).
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// A test broker, a relay to it, fresh input and output topics, and a client of the relay.
+#[allow(missing_debug_implementations, reason = "the client is not Debug")]
+pub struct PulsarRig {
+    // Dropped in this order: the client before the relay and the broker.
+    pub peer: PulsarPeer,
+    pub input: String,
+    pub output: String,
+    pub relay: Relay,
+    pub broker: TestBroker,
+}
+
+impl PulsarRig {
+    pub fn start() -> Self {
+        let broker = TestBroker::start();
+        let relay = Relay::start(broker.addr()).expect("relay");
+        let peer = PulsarPeer::connect(&relay.url());
+        Self { peer, input: unique_topic("in"), output: unique_topic("out"), relay, broker }
+    }
+
+    /// A test consumer of the output topic, from its start.
+    pub fn reader(&self) -> TestConsumer<'_> {
+        self.peer.subscribe(&self.output, "check")
+    }
+
+    /// A test consumer of the output's default dead-letter topic, `<output>-DLQ`.
+    pub fn dead_letters(&self) -> TestConsumer<'_> {
+        self.peer.subscribe(&format!("{}-DLQ", self.output), "check")
+    }
+}
 
 /// A spec running exclamation from `input` to `output`, reading the input from its start.
 pub fn shout_spec(input: &str, output: &str, extra: &str) -> String {

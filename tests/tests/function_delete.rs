@@ -5,12 +5,10 @@
 use std::{process::Output, time::Duration};
 
 use pfn_tests::{
-    broker::TestBroker,
     fixtures::{fixture, plugin, scratch},
     pfn_cli::texts,
-    pulsar_client::{PulsarPeer, TestConsumer, unique_topic},
-    pulsar_functions::{IDLE, SHOUT, number_of, numbered, shout_spec, start_shout},
-    relay::Relay,
+    pulsar_client::{PulsarPeer, TestConsumer},
+    pulsar_functions::{IDLE, PulsarRig, SHOUT, number_of, numbered, shout_spec, start_shout},
     worker::RunningWorker,
 };
 
@@ -137,30 +135,28 @@ fn read_numbers(reader: &mut TestConsumer<'_>, count: usize) -> Vec<usize> {
 
 #[test]
 fn on_pulsar_deleting_a_function_deletes_its_subscription_unless_cleanup_subscription_is_false() {
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let peer = PulsarPeer::connect(&relay.url());
-    let mut reader = peer.subscribe(&output, "check");
-    publish(&peer, &input, 0..100);
+    let rig = PulsarRig::start();
+    let PulsarRig { relay, input, output, peer, .. } = &rig;
+    let mut reader = rig.reader();
+    publish(peer, input, 0..100);
 
     // Kept: a new worker on the subscription goes on from where the deleted one stopped.
-    let keep = shout_spec(&input, &output, "cleanup_subscription = false");
+    let keep = shout_spec(input, output, "cleanup_subscription = false");
     let first_dir = scratch();
-    let first = start_shout(first_dir.path(), &relay, &keep);
+    let first = start_shout(first_dir.path(), relay, &keep);
     assert_eq!(read_numbers(&mut reader, 100), (0..100).collect::<Vec<_>>());
     first.wait_until("every input acknowledged", |worker| worker.total(SHOUT, "acked_total") == 100);
     assert_eq!(delete_ok(&first, SHOUT), "deleted public/default/shout; subscription public-default-shout kept");
-    publish(&peer, &input, 100..110);
+    publish(peer, input, 100..110);
     let second_dir = scratch();
-    let second = start_shout(second_dir.path(), &relay, &shout_spec(&input, &output, ""));
+    let second = start_shout(second_dir.path(), relay, &shout_spec(input, output, ""));
     assert_eq!(read_numbers(&mut reader, 10), (100..110).collect::<Vec<_>>(), "the kept subscription restarted");
     second.wait_until("the new inputs acknowledged", |worker| worker.total(SHOUT, "acked_total") == 10);
 
     // Deleted: a new subscription of the same name starts again at the earliest input.
     assert_eq!(delete_ok(&second, SHOUT), "deleted public/default/shout; subscription public-default-shout deleted");
     let third_dir = scratch();
-    let third = start_shout(third_dir.path(), &relay, &shout_spec(&input, &output, ""));
+    let third = start_shout(third_dir.path(), relay, &shout_spec(input, output, ""));
     assert_eq!(read_numbers(&mut reader, 110), (0..110).collect::<Vec<_>>(), "the subscription was not deleted");
     for worker in [first, second, third] {
         let (status, log) = worker.terminate();

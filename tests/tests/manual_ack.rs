@@ -5,11 +5,9 @@
 use std::{thread, time::Duration};
 
 use pfn_tests::{
-    broker::TestBroker,
     fixtures::{fixture, scratch},
-    pulsar_client::{Outgoing, PulsarPeer, unique_topic},
-    pulsar_functions::{ACKER, IDLE, acker_spec, start_acker},
-    relay::Relay,
+    pulsar_client::Outgoing,
+    pulsar_functions::{ACKER, IDLE, PulsarRig, acker_spec, start_acker},
     worker::RunningWorker,
 };
 
@@ -54,20 +52,18 @@ processing_guarantees = "manual"
 fn inputs_the_function_did_not_acknowledge_are_redelivered_on_pulsar_after_a_restart() {
     const COUNT: usize = 500;
     let is_held = |i: usize| i % 10 == 3;
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let peer = PulsarPeer::connect(&relay.url());
-    let mut reader = peer.subscribe(&output, "check");
+    let rig = PulsarRig::start();
+    let PulsarRig { relay, input, output, peer, .. } = &rig;
+    let mut reader = rig.reader();
     peer.produce(
-        &input,
+        input,
         (0..COUNT).map(|i| Outgoing::text(if is_held(i) { format!("hold {i}") } else { format!("take {i}") })),
     );
     let held: Vec<String> = (0..COUNT).filter(|&i| is_held(i)).map(|i| format!("held:hold {i}")).collect();
-    let spec = acker_spec(&input, &output);
+    let spec = acker_spec(input, output);
 
     let first_dir = scratch();
-    let first = start_acker(first_dir.path(), &relay, &spec);
+    let first = start_acker(first_dir.path(), relay, &spec);
     let outputs = reader.receive(COUNT, IDLE);
     assert_eq!(outputs.len(), COUNT, "one output per input");
     let acked = (COUNT - held.len()) as u64;
@@ -77,7 +73,7 @@ fn inputs_the_function_did_not_acknowledge_are_redelivered_on_pulsar_after_a_res
 
     // The same subscription again: the broker still owes it exactly the held inputs.
     let second_dir = scratch();
-    let second = start_acker(second_dir.path(), &relay, &spec);
+    let second = start_acker(second_dir.path(), relay, &spec);
     let mut again: Vec<String> = reader.receive(held.len(), IDLE).iter().map(|output| output.text()).collect();
     again.extend(reader.receive(1, RETRY_WINDOW).iter().map(|output| output.text()));
     again.sort_by_key(|text| text.rsplit(' ').next().and_then(|n| n.parse::<usize>().ok()));

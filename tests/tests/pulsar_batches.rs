@@ -8,11 +8,9 @@
 use std::time::Duration;
 
 use pfn_tests::{
-    broker::TestBroker,
     fixtures::scratch,
-    pulsar_client::{Outgoing, PulsarPeer, Received, unique_topic},
-    pulsar_functions::{ACKER, IDLE, PANICKY, acker_spec, panicky_spec, start_acker, start_panicky},
-    relay::Relay,
+    pulsar_client::{Outgoing, Received},
+    pulsar_functions::{ACKER, IDLE, PANICKY, PulsarRig, acker_spec, panicky_spec, start_acker, start_panicky},
 };
 
 #[test]
@@ -20,17 +18,14 @@ fn a_failing_message_in_a_batch_is_retried_and_dead_lettered_while_its_batch_mat
     const COUNT: usize = 100;
     const BATCH: u32 = 10;
     let fails = |i: usize| i % BATCH as usize == 4;
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let peer = PulsarPeer::connect(&relay.url());
-    let mut reader = peer.subscribe(&output, "check");
-    let mut dead_letters = peer.subscribe(&format!("{output}-DLQ"), "check");
+    let rig = PulsarRig::start();
+    let PulsarRig { relay, input, output, peer, .. } = &rig;
+    let (mut reader, mut dead_letters) = (rig.reader(), rig.dead_letters());
     let inputs = (0..COUNT).map(|i| Outgoing::text(if fails(i) { format!("error {i}") } else { i.to_string() }));
-    peer.produce_in_batches(&input, inputs, Some(BATCH));
+    peer.produce_in_batches(input, inputs, Some(BATCH));
 
     let dir = scratch();
-    let worker = start_panicky(dir.path(), &relay, &panicky_spec(&input, &output, "max_message_retries = 1"));
+    let worker = start_panicky(dir.path(), relay, &panicky_spec(input, output, "max_message_retries = 1"));
     let mut letters: Vec<String> = Vec::new();
     for letter in dead_letters.receive(COUNT / BATCH as usize, IDLE) {
         assert_eq!(letter.properties.get("pfn.dead_letter.reason").map(String::as_str), Some("error"));
@@ -67,22 +62,19 @@ fn under_manual_guarantees_a_batch_with_a_held_message_stays_unacknowledged_and_
     // it fails on without acknowledging (retried once, then dead-lettered).
     let is_held = |i: usize| i < COUNT / 2 && i % BATCH == 3;
     let is_failing = |i: usize| i < COUNT / 2 && i % BATCH == 6;
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let peer = PulsarPeer::connect(&relay.url());
-    let mut reader = peer.subscribe(&output, "check");
-    let mut dead_letters = peer.subscribe(&format!("{output}-DLQ"), "check");
+    let rig = PulsarRig::start();
+    let PulsarRig { relay, input, output, peer, .. } = &rig;
+    let (mut reader, mut dead_letters) = (rig.reader(), rig.dead_letters());
     let inputs = (0..COUNT).map(|i| match (is_held(i), is_failing(i)) {
         (true, _) => Outgoing::text(format!("hold {i}")),
         (_, true) => Outgoing::text(format!("fail {i}")),
         _ => Outgoing::text(format!("take {i}")),
     });
-    peer.produce_in_batches(&input, inputs, Some(BATCH as u32));
-    let spec = format!("{}max_message_retries = 1\n", acker_spec(&input, &output));
+    peer.produce_in_batches(input, inputs, Some(BATCH as u32));
+    let spec = format!("{}max_message_retries = 1\n", acker_spec(input, output));
 
     let first_dir = scratch();
-    let first = start_acker(first_dir.path(), &relay, &spec);
+    let first = start_acker(first_dir.path(), relay, &spec);
     // The failing message is retried, so its entry must have been given back despite the held one.
     let mut letters: Vec<usize> =
         dead_letters.receive(COUNT / BATCH / 2, IDLE).iter().map(|letter| number_in(&letter.text())).collect();
@@ -98,7 +90,7 @@ fn under_manual_guarantees_a_batch_with_a_held_message_stays_unacknowledged_and_
 
     // Only the entries with a held message were left unacknowledged.
     let second_dir = scratch();
-    let second = start_acker(second_dir.path(), &relay, &spec);
+    let second = start_acker(second_dir.path(), relay, &spec);
     let expected: Vec<usize> = (0..COUNT / 2).filter(|&i| !is_failing(i)).collect();
     let distinct = |outputs: &[Received]| {
         let mut numbers: Vec<usize> = outputs.iter().map(|output| number_in(&output.text())).collect();

@@ -8,7 +8,7 @@ use pfn_tests::{
     fixtures::scratch,
     pulsar_client::{Outgoing, PulsarPeer, unique_topic},
     pulsar_functions::{
-        IDLE, PANICKY, SHOUT, number_of, numbered, panicky_spec, shout_spec, start_panicky, start_shout,
+        IDLE, PANICKY, PulsarRig, SHOUT, number_of, numbered, panicky_spec, shout_spec, start_panicky, start_shout,
     },
     relay::Relay,
 };
@@ -56,20 +56,17 @@ fn a_topics_pattern_reads_every_matching_topic_of_its_namespace_and_no_other() {
 fn at_most_once_acknowledges_before_processing_so_a_failed_input_is_neither_retried_nor_dead_lettered() {
     const COUNT: usize = 200;
     let fails = |i: usize| i.is_multiple_of(5);
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let peer = PulsarPeer::connect(&relay.url());
-    let mut reader = peer.subscribe(&output, "check");
-    let mut dead_letters = peer.subscribe(&format!("{output}-DLQ"), "check");
+    let rig = PulsarRig::start();
+    let PulsarRig { relay, input, output, peer, .. } = &rig;
+    let (mut reader, mut dead_letters) = (rig.reader(), rig.dead_letters());
     peer.produce(
-        &input,
+        input,
         (0..COUNT).map(|i| Outgoing::text(if fails(i) { format!("error {i}") } else { format!("{i}") })),
     );
 
     let dir = scratch();
-    let spec = panicky_spec(&input, &output, "processing_guarantees = \"at_most_once\"");
-    let worker = start_panicky(dir.path(), &relay, &spec);
+    let spec = panicky_spec(input, output, "processing_guarantees = \"at_most_once\"");
+    let worker = start_panicky(dir.path(), relay, &spec);
     let succeeding = (0..COUNT).filter(|&i| !fails(i)).count();
     let mut outputs = reader.receive(succeeding, IDLE);
     outputs.extend(reader.receive(1, NOTHING_MORE));
@@ -88,16 +85,13 @@ fn at_most_once_acknowledges_before_processing_so_a_failed_input_is_neither_retr
 #[test]
 fn outputs_keep_only_their_input_key_when_forward_source_message_property_is_false() {
     const COUNT: usize = 20;
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let peer = PulsarPeer::connect(&relay.url());
-    let mut reader = peer.subscribe(&output, "check");
-    peer.produce(&input, (0..COUNT).map(|i| numbered(i, 4)));
+    let rig = PulsarRig::start();
+    let PulsarRig { relay, input, output, peer, .. } = &rig;
+    let mut reader = rig.reader();
+    peer.produce(input, (0..COUNT).map(|i| numbered(i, 4)));
 
     let dir = scratch();
-    let worker =
-        start_shout(dir.path(), &relay, &shout_spec(&input, &output, "forward_source_message_property = false"));
+    let worker = start_shout(dir.path(), relay, &shout_spec(input, output, "forward_source_message_property = false"));
     let outputs = reader.receive(COUNT, IDLE);
     assert_eq!(outputs.len(), COUNT);
     for output in &outputs {
