@@ -18,4 +18,5 @@ pub mod pfn_cli;
 pub mod pulsar_client;
 pub mod pulsar_functions;
 pub mod relay;
+pub mod tls;
 pub mod worker;

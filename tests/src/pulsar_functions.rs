@@ -74,7 +74,13 @@ pub fn start_shout(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
 /// Starts a worker on `relay`, with `worker_args` besides, running `spec` (see
 /// [`shout_spec`]); does not wait for it.
 pub fn launch_shout(dir: &Path, relay: &Relay, spec: &str, worker_args: &[&str]) -> RunningWorker {
-    launch(dir, relay, "shout", (&plugin("exclamation"), "libexclamation.so"), spec, worker_args)
+    launch_shout_at(dir, &relay.url(), spec, worker_args)
+}
+
+/// Starts a worker on the Pulsar service `url`, with `worker_args` besides, running `spec`
+/// (see [`shout_spec`]); does not wait for it.
+pub fn launch_shout_at(dir: &Path, url: &str, spec: &str, worker_args: &[&str]) -> RunningWorker {
+    launch(dir, url, "shout", (&plugin("exclamation"), "libexclamation.so"), spec, worker_args)
 }
 
 /// A spec named `name` running `plugin` from `input` to `output`, reading the input from its
@@ -86,19 +92,18 @@ fn spec(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> Str
     )
 }
 
-/// Starts a worker on `relay` (and `worker_args`) with one spec, `name` in the functions
-/// directory, and its plugin file.
+/// Starts a worker on the Pulsar service `url` (and `worker_args`) with one spec, `name` in the
+/// functions directory, and its plugin file.
 fn launch(
     dir: &Path,
-    relay: &Relay,
+    url: &str,
     name: &str,
     (plugin, file_name): (&Path, &str),
     spec: &str,
     worker_args: &[&str],
 ) -> RunningWorker {
     let spec_file = format!("{name}.toml");
-    let url = relay.url();
-    let args: Vec<&str> = ["--pulsar-url", url.as_str()].into_iter().chain(worker_args.iter().copied()).collect();
+    let args: Vec<&str> = ["--pulsar-url", url].into_iter().chain(worker_args.iter().copied()).collect();
     RunningWorker::start(dir, &[(spec_file.as_str(), spec)], &[(plugin, file_name)], &args)
 }
 
@@ -153,7 +158,7 @@ pub fn panicky_spec(input: &str, output: &str, extra: &str) -> String {
 
 /// Starts a worker on `relay` running `spec` (see [`panicky_spec`]) and waits until it runs.
 pub fn start_panicky(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
-    let worker = launch(dir, relay, "panicky", (&fixture("panicky"), "libpanicky.so"), spec, &[]);
+    let worker = launch(dir, &relay.url(), "panicky", (&fixture("panicky"), "libpanicky.so"), spec, &[]);
     wait_running(worker, "panicky", PANICKY)
 }
 
@@ -165,7 +170,7 @@ pub fn acker_spec(input: &str, output: &str) -> String {
 
 /// Starts a worker on `relay` running `spec` (see [`acker_spec`]) and waits until it runs.
 pub fn start_acker(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
-    let worker = launch(dir, relay, "acker", (&fixture("manual-ack"), "libmanual_ack.so"), spec, &[]);
+    let worker = launch(dir, &relay.url(), "acker", (&fixture("manual-ack"), "libmanual_ack.so"), spec, &[]);
     wait_running(worker, "acker", ACKER)
 }
 

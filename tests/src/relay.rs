@@ -25,7 +25,7 @@ use std::{
     io::{self, BufReader, BufWriter, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
-        Arc, Condvar, Mutex, MutexGuard,
+        Arc, Condvar, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::{self, JoinHandle},
@@ -55,6 +55,8 @@ struct Shared {
     broker: SocketAddr,
     /// `pulsar://127.0.0.1:PORT` of the relay, written into lookup answers.
     url: String,
+    /// The `pulsar+ssl://` URL of a TLS front to the relay, also written into lookup answers.
+    tls_url: OnceLock<String>,
     stop: AtomicBool,
     refuse: AtomicBool,
     /// Set while broker→client frames are held back; the flag is the fast path of `pause`.
@@ -116,6 +118,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             broker,
             url: format!("pulsar://{addr}"),
+            tls_url: OnceLock::new(),
             stop: AtomicBool::new(false),
             refuse: AtomicBool::new(false),
             paused: AtomicBool::new(false),
@@ -196,6 +199,13 @@ impl Relay {
     /// the frames that got a checksum inserted: every MESSAGE frame pulsar-lite sends.
     pub fn pause_after_messages(&self, count: u64) {
         self.shared.pause_at_message.store(count, Ordering::SeqCst);
+    }
+
+    /// Gives lookup answers `tls_url` (a TLS front to this relay: see [`crate::tls`]) as their
+    /// TLS broker URL, so that `pulsar+ssl://` clients come back through it. Set once; a
+    /// second call changes nothing.
+    pub fn answer_lookups_over_tls(&self, tls_url: &str) {
+        let _ = self.shared.tls_url.set(tls_url.to_owned());
     }
 
     /// While `refuse` is set, new connections are accepted and closed at once, before any byte,
@@ -382,7 +392,7 @@ fn pump_down(
     let mut buf = Vec::with_capacity(4096);
     while frame::read_frame(&mut reader, &mut buf)? {
         let (mut pause_after, mut receipt) = (false, false);
-        match frame::rewrite_broker_frame(&mut buf, &shared.url)? {
+        match frame::rewrite_broker_frame(&mut buf, &shared.url, shared.tls_url.get().map(String::as_str))? {
             Rewrite::Unchanged => {}
             Rewrite::ChecksumInserted => {
                 let passed = shared.checksums_inserted.fetch_add(1, Ordering::SeqCst) + 1;

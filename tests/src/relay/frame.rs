@@ -134,8 +134,9 @@ pub fn connect_auth(bytes: &[u8]) -> Option<(Option<String>, Option<Vec<u8>>)> {
 
 /// Rewrites, in place, one frame the broker sent so that the stock `pulsar` crate takes it:
 /// MESSAGE frames without the magic get the magic and CRC32C inserted; lookup responses get
-/// `relay_url` as their broker URL. Everything else is left as it is.
-pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str) -> io::Result<Rewrite> {
+/// `relay_url` as their broker URL, and `tls_url`, when given, as their TLS one. Everything else
+/// is left as it is.
+pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str, tls_url: Option<&str>) -> io::Result<Rewrite> {
     let (command, payload) = split(frame)?;
     let Some(kind) = command_type(command) else {
         return Ok(Rewrite::Unchanged);
@@ -156,6 +157,9 @@ pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str) -> io::Result<
             return Ok(Rewrite::Unchanged);
         }
         lookup.broker_service_url = Some(relay_url.to_owned());
+        if let Some(tls_url) = tls_url {
+            lookup.broker_service_url_tls = Some(tls_url.to_owned());
+        }
         *frame = encode_command(&command);
         return Ok(Rewrite::LookupRedirected);
     }
@@ -259,7 +263,7 @@ mod tests {
     fn message_without_magic_gets_magic_and_crc32c() {
         let (mut frame, covered) = message_frame(false);
         let before = frame.clone();
-        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:1").expect("rewrite");
+        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:1", None).expect("rewrite");
         assert_eq!(rewrite, Rewrite::ChecksumInserted);
         assert_eq!(frame.len(), before.len() + 6);
         let total = u32::from_be_bytes(frame[..4].try_into().expect("4 bytes")) as usize;
@@ -279,7 +283,7 @@ mod tests {
     fn message_with_magic_is_untouched() {
         let (mut frame, _) = message_frame(true);
         let before = frame.clone();
-        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:1").expect("rewrite");
+        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:1", None).expect("rewrite");
         assert_eq!(rewrite, Rewrite::Unchanged);
         assert_eq!(frame, before);
     }
@@ -297,11 +301,13 @@ mod tests {
             ..Default::default()
         };
         let mut frame = encode_command(&command);
-        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:4242").expect("rewrite");
+        let tls = Some("pulsar+ssl://127.0.0.1:4243");
+        let rewrite = rewrite_broker_frame(&mut frame, "pulsar://127.0.0.1:4242", tls).expect("rewrite");
         assert_eq!(rewrite, Rewrite::LookupRedirected);
         let decoded = decode_command(&frame).expect("decode");
         let lookup = decoded.lookup_topic_response.expect("lookup response");
         assert_eq!(lookup.broker_service_url.as_deref(), Some("pulsar://127.0.0.1:4242"));
+        assert_eq!(lookup.broker_service_url_tls.as_deref(), tls);
         assert_eq!((lookup.request_id, lookup.authoritative), (9, Some(true)));
     }
 
@@ -310,7 +316,7 @@ mod tests {
         let command = BaseCommand { r#type: Type::Ping as i32, ping: Some(Default::default()), ..Default::default() };
         let mut frame = encode_command(&command);
         let before = frame.clone();
-        assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1").expect("rewrite"), Rewrite::Unchanged);
+        assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1", None).expect("rewrite"), Rewrite::Unchanged);
         assert_eq!(frame, before);
     }
 
@@ -327,7 +333,7 @@ mod tests {
         };
         let mut frame = encode_command(&command);
         let before = frame.clone();
-        assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1").expect("rewrite"), Rewrite::Receipt);
+        assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1", None).expect("rewrite"), Rewrite::Receipt);
         assert_eq!(frame, before);
     }
 
@@ -385,7 +391,7 @@ mod tests {
         let listed = answer.get_topics_of_namespace_response.expect("a response");
         assert_eq!((listed.request_id, listed.topics), (5, vec!["persistent://a/b/in".to_owned()]));
         let mut pong = encode_command(&BaseCommand { r#type: Type::Pong as i32, ..Default::default() });
-        assert_eq!(rewrite_broker_frame(&mut pong, "pulsar://x:1").expect("rewrite"), Rewrite::Pong);
+        assert_eq!(rewrite_broker_frame(&mut pong, "pulsar://x:1", None).expect("rewrite"), Rewrite::Pong);
     }
 
     #[test]
