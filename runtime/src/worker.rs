@@ -166,8 +166,7 @@ impl WorkerHandle {
     /// Deletes function `fqfn`: stops its instances (waiting up to the grace period), deletes
     /// its subscription when its spec says `cleanup_subscription`, and removes its spec file.
     pub fn delete(&self, fqfn: &str) -> Result<Deleted, DeleteError> {
-        let function = self.function(fqfn).map_err(|_| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
-        let index = self.functions.iter().position(|candidate| Arc::ptr_eq(candidate, function));
+        let index = self.functions.iter().position(|function| function.fqfn == fqfn && !function.is_deleted());
         let index = index.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
         let (reply, answer) = mpsc::channel();
         self.events.send(WorkerEvent::Delete { function: index, reply }).map_err(|_| DeleteError::ShuttingDown)?;

@@ -258,6 +258,13 @@ impl PulsarSource {
         }
     }
 
+    /// Closes `consumer`: the broker hands what it held to the subscription's other consumers.
+    async fn close(&self, mut consumer: PulsarConsumer) {
+        if let Err(error) = consumer.close().await {
+            tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
+        }
+    }
+
     /// Settles deliveries and returns how many of them this consumer still held; 0 when the
     /// consumer was lost on the way (the broker redelivers them all).
     async fn settle(&self, settled: impl Iterator<Item = (DeliveryTag, Settle, Option<&str>)>) -> usize {
@@ -368,10 +375,8 @@ impl Source for PulsarSource {
         self.wake.notify_one();
         self.client.runtime.block_on(async {
             let mut state = self.state.lock().await;
-            if let Some(mut consumer) = state.consumer.take()
-                && let Err(error) = consumer.close().await
-            {
-                tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
+            if let Some(consumer) = state.consumer.take() {
+                self.close(consumer).await;
             }
             state.book.forget_deliveries();
         });
@@ -400,10 +405,8 @@ impl Source for PulsarSource {
                 None => self.build_consumer().await.map_err(|error| refused(format!("cannot subscribe: {error}")))?,
             };
             let deleted = consumer.unsubscribe().await.map_err(|error| refused(error.to_string()));
-            if deleted.is_err()
-                && let Err(error) = consumer.close().await
-            {
-                tracing::warn!(subscription = %self.request.subscription, %error, "closing the consumer failed");
+            if deleted.is_err() {
+                self.close(consumer).await;
             }
             deleted
         })
