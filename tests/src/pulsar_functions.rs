@@ -142,13 +142,23 @@ pub fn number_of(output: &Received) -> usize {
 
 /// How many times each of `0..count` came out; panics on anything else.
 pub fn tally(outputs: &[Received], count: usize) -> Vec<u32> {
-    let mut seen = vec![0_u32; count];
+    let mut tally = Tally::new(count);
     for output in outputs {
-        let i = number_of(output);
-        assert!(i < count, "output for unknown input {i}");
-        seen[i] += 1;
+        tally.add(number_of(output));
     }
-    seen
+    tally.seen
+}
+
+/// The number a text ends with (`held:hold 3`, `ok:12`, `error 4`), if any.
+pub fn trailing_number(text: &str) -> Option<usize> {
+    let digits = text.len() - text.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    text[text.len() - digits..].parse().ok()
+}
+
+/// `texts` in the order of the numbers they end with.
+pub fn by_trailing_number(mut texts: Vec<String>) -> Vec<String> {
+    texts.sort_by_key(|text| trailing_number(text));
+    texts
 }
 
 /// The panicky fixture from `input` to `output`, reading the input from its start.

@@ -7,7 +7,7 @@ use std::{thread, time::Duration};
 use pfn_tests::{
     fixtures::{fixture, scratch},
     pulsar_client::Outgoing,
-    pulsar_functions::{ACKER, IDLE, PulsarRig, acker_spec, start_acker},
+    pulsar_functions::{ACKER, IDLE, PulsarRig, acker_spec, by_trailing_number, start_acker},
     worker::RunningWorker,
 };
 
@@ -76,8 +76,7 @@ fn inputs_the_function_did_not_acknowledge_are_redelivered_on_pulsar_after_a_res
     let second = start_acker(second_dir.path(), relay, &spec);
     let mut again: Vec<String> = reader.receive(held.len(), IDLE).iter().map(|output| output.text()).collect();
     again.extend(reader.receive(1, RETRY_WINDOW).iter().map(|output| output.text()));
-    again.sort_by_key(|text| text.rsplit(' ').next().and_then(|n| n.parse::<usize>().ok()));
-    assert_eq!(again, held, "the second worker got other inputs than the held ones");
+    assert_eq!(by_trailing_number(again), held, "the second worker got other inputs than the held ones");
     assert_eq!(second.total(ACKER, "acked_total"), 0, "held inputs were acknowledged");
     let (status, log) = second.terminate();
     assert!(status.success(), "worker exit: {status}\n{log}");

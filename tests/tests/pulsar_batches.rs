@@ -10,7 +10,10 @@ use std::time::Duration;
 use pfn_tests::{
     fixtures::scratch,
     pulsar_client::{Outgoing, Received},
-    pulsar_functions::{ACKER, IDLE, PANICKY, PulsarRig, acker_spec, panicky_spec, start_acker, start_panicky},
+    pulsar_functions::{
+        ACKER, IDLE, PANICKY, PulsarRig, Tally, acker_spec, by_trailing_number, panicky_spec, start_acker,
+        start_panicky, trailing_number,
+    },
 };
 
 #[test]
@@ -32,20 +35,18 @@ fn a_failing_message_in_a_batch_is_retried_and_dead_lettered_while_its_batch_mat
         letters.push(letter.text());
     }
     letters.extend(dead_letters.receive(1, Duration::from_secs(2)).iter().map(|letter| letter.text()));
-    letters.sort_by_key(|text| text.trim_start_matches("error ").parse::<usize>().ok());
     let expected: Vec<String> = (0..COUNT).filter(|&i| fails(i)).map(|i| format!("error {i}")).collect();
-    assert_eq!(letters, expected, "a failing message of a batch was acknowledged with its batch");
+    assert_eq!(by_trailing_number(letters), expected, "a failing message of a batch was acknowledged with its batch");
 
     // Each entry was redelivered once, whole: its batch mates came out twice.
     let succeeding = (0..COUNT).filter(|&i| !fails(i)).count();
     let mut outputs = reader.receive(2 * succeeding, IDLE);
     outputs.extend(reader.receive(1, Duration::from_secs(2)));
-    let mut seen = vec![0_u32; COUNT];
+    let mut tally = Tally::new(COUNT);
     for output in &outputs {
-        let i: usize = output.text().strip_prefix("ok:").and_then(|n| n.parse().ok()).expect("ok:<number>");
-        seen[i] += 1;
+        tally.add(output.text().strip_prefix("ok:").and_then(|n| n.parse().ok()).expect("ok:<number>"));
     }
-    assert!((0..COUNT).all(|i| fails(i) || seen[i] == 2), "outputs per input: {seen:?}");
+    assert!((0..COUNT).all(|i| fails(i) || tally.seen[i] == 2), "outputs per input: {:?}", tally.seen);
     worker.wait_until("every entry settled", |worker| {
         worker.total(PANICKY, "acked_total") + worker.total(PANICKY, "dead_lettered_total") >= COUNT as u64
     });
@@ -107,5 +108,5 @@ fn under_manual_guarantees_a_batch_with_a_held_message_stays_unacknowledged_and_
 
 /// The number at the end of an output such as `held:hold 3`.
 fn number_in(text: &str) -> usize {
-    text.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no number in {text:?}"))
+    trailing_number(text).unwrap_or_else(|| panic!("no number in {text:?}"))
 }

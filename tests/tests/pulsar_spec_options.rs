@@ -8,7 +8,8 @@ use pfn_tests::{
     fixtures::scratch,
     pulsar_client::{Outgoing, PulsarPeer, unique_topic},
     pulsar_functions::{
-        IDLE, PANICKY, PulsarRig, SHOUT, number_of, numbered, panicky_spec, shout_spec, start_panicky, start_shout,
+        IDLE, PANICKY, PulsarRig, SHOUT, by_trailing_number, number_of, numbered, panicky_spec, shout_spec,
+        start_panicky, start_shout,
     },
     relay::Relay,
 };
@@ -70,8 +71,7 @@ fn at_most_once_acknowledges_before_processing_so_a_failed_input_is_neither_retr
     let succeeding = (0..COUNT).filter(|&i| !fails(i)).count();
     let mut outputs = reader.receive(succeeding, IDLE);
     outputs.extend(reader.receive(1, NOTHING_MORE));
-    let mut texts: Vec<String> = outputs.iter().map(|output| output.text()).collect();
-    texts.sort_by_key(|text| text.trim_start_matches("ok:").parse::<usize>().ok());
+    let texts = by_trailing_number(outputs.iter().map(|output| output.text()).collect());
     let expected: Vec<String> = (0..COUNT).filter(|&i| !fails(i)).map(|i| format!("ok:{i}")).collect();
     assert_eq!(texts, expected);
     assert!(dead_letters.receive(1, NOTHING_MORE).is_empty(), "an at-most-once input was dead-lettered");
