@@ -255,7 +255,7 @@ impl Worker {
             }
         }
         let functions: Vec<Arc<FunctionShared>> =
-            specs.into_iter().map(|(spec, file)| Arc::new(FunctionShared::new(spec, Some(file)))).collect();
+            specs.into_iter().map(|(spec, file)| Arc::new(FunctionShared::new(spec, file))).collect();
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
         let (transport, sink): (Arc<dyn Transport>, Arc<dyn Sink>) = match &topics {

@@ -61,12 +61,10 @@ impl Worker {
                     false
                 }
             };
-        if let Some(file) = &shared.spec_file
-            && let Err(error) = std::fs::remove_file(file)
-        {
+        if let Err(error) = std::fs::remove_file(&shared.spec_file) {
             warnings.push(format!(
                 "cannot remove the spec file {}: {error}; the function comes back when the worker restarts",
-                file.display()
+                shared.spec_file.display()
             ));
         }
         shared.mark_deleted();

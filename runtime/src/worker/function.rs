@@ -34,7 +34,7 @@ pub struct FunctionShared {
     pub spec: FunctionSpec,
     pub fqfn: String,
     /// The file the spec was read from.
-    pub spec_file: Option<PathBuf>,
+    pub spec_file: PathBuf,
     deleted: AtomicBool,
     state: Mutex<String>,
     version: Mutex<Option<String>>,
@@ -44,7 +44,7 @@ pub struct FunctionShared {
 }
 
 impl FunctionShared {
-    pub fn new(spec: FunctionSpec, spec_file: Option<PathBuf>) -> Self {
+    pub fn new(spec: FunctionSpec, spec_file: PathBuf) -> Self {
         Self {
             fqfn: spec.fqfn(),
             spec,
