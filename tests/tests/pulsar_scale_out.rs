@@ -99,6 +99,10 @@ fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_st
         assert!(share * 5 >= total, "the {worker} worker received {share} of {total} (shares {shares:?})");
     }
     assert_eq!(before_kill.0, 0, "duplicates before any failure, first {:?}", before_kill.1);
+    if !tally.missing().is_empty() {
+        // What the survivor did after the restart explains a stall; the assertion says what is missing.
+        eprintln!("surviving worker's log:\n{}\nrelay: {:?}", survivor.log_text(), relay.stats());
+    }
     tally.assert_complete("after the kill");
     for output in &late {
         tally.add(number_of(output));
