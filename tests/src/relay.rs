@@ -32,6 +32,7 @@ use std::{
     time::Duration,
 };
 
+pub use self::frame::Delivery;
 use self::frame::{ClientFrame, Rewrite};
 
 /// Buffer size of each direction.
@@ -77,6 +78,9 @@ struct Shared {
     /// Every topic a client produced to or subscribed to.
     topics: Mutex<BTreeSet<String>>,
     namespaces_listed: AtomicU64,
+    /// Set by [`Relay::record_deliveries`]; then every MESSAGE frame is kept in `deliveries`.
+    recording: AtomicBool,
+    deliveries: Mutex<Vec<Delivery>>,
 }
 
 /// Answers of the relay's own, each waiting for the PONG whose place it takes.
@@ -135,6 +139,8 @@ impl Relay {
             connect_auths: Mutex::new(Vec::new()),
             topics: Mutex::new(BTreeSet::new()),
             namespaces_listed: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+            deliveries: Mutex::new(Vec::new()),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -206,6 +212,17 @@ impl Relay {
     /// second call changes nothing.
     pub fn answer_lookups_over_tls(&self, tls_url: &str) {
         let _ = self.shared.tls_url.set(tls_url.to_owned());
+    }
+
+    /// Keeps, from now on, every MESSAGE frame the broker sends (see [`Relay::deliveries`]).
+    pub fn record_deliveries(&self) {
+        self.shared.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// The MESSAGE frames passed to clients since [`Relay::record_deliveries`], in the order the
+    /// relay passed them on (which, for one connection, is the order the broker sent them).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.deliveries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// While `refuse` is set, new connections are accepted and closed at once, before any byte,
@@ -397,6 +414,11 @@ fn pump_down(
             Rewrite::ChecksumInserted => {
                 let passed = shared.checksums_inserted.fetch_add(1, Ordering::SeqCst) + 1;
                 pause_after = passed == shared.pause_at_message.load(Ordering::SeqCst);
+                if shared.recording.load(Ordering::Relaxed)
+                    && let Some(delivery) = frame::delivery(&buf)
+                {
+                    shared.deliveries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(delivery);
+                }
             }
             Rewrite::LookupRedirected => {
                 shared.lookups_redirected.fetch_add(1, Ordering::Relaxed);

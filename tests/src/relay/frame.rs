@@ -172,6 +172,34 @@ pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str, tls_url: Optio
     Ok(Rewrite::Unchanged)
 }
 
+/// One MESSAGE frame the broker sent a client: to which consumer, which entry, how often it
+/// was delivered before, and its payload (for a batched entry, the whole batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub consumer_id: u64,
+    pub ledger: u64,
+    pub entry: u64,
+    pub redelivery_count: u32,
+    pub payload: Vec<u8>,
+}
+
+/// What a MESSAGE frame (with or without magic and checksum) delivers; `None` for any other
+/// frame or one too short for its sizes.
+pub fn delivery(frame: &[u8]) -> Option<Delivery> {
+    let (command, rest) = split(frame).ok()?;
+    let message = BaseCommand::decode(command).ok()?.message?;
+    let rest = rest.strip_prefix(&MAGIC_CRC32C.to_be_bytes()).map_or(rest, |after| after.get(4..).unwrap_or_default());
+    let metadata_size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let payload = rest.get(4 + metadata_size..)?.to_vec();
+    Some(Delivery {
+        consumer_id: message.consumer_id,
+        ledger: message.message_id.ledger_id,
+        entry: message.message_id.entry_id,
+        redelivery_count: message.redelivery_count.unwrap_or(0),
+        payload,
+    })
+}
+
 /// Inserts magic and checksum in front of the payload part of a MESSAGE frame, whose
 /// `[u32 metadata size][metadata][payload]` is then exactly what the checksum covers.
 fn insert_checksum(frame: &mut Vec<u8>) {
@@ -257,6 +285,22 @@ mod tests {
         let total = (frame.len() - 4) as u32;
         frame[..4].copy_from_slice(&total.to_be_bytes());
         (frame, covered)
+    }
+
+    #[test]
+    fn a_delivery_is_read_with_or_without_the_checksum() {
+        for with_checksum in [false, true] {
+            let (frame, _) = message_frame(with_checksum);
+            let expected = Delivery {
+                consumer_id: 7,
+                ledger: 1,
+                entry: 2,
+                redelivery_count: 0,
+                payload: b"payload bytes".to_vec(),
+            };
+            assert_eq!(delivery(&frame), Some(expected), "with checksum: {with_checksum}");
+        }
+        assert_eq!(delivery(&ping()), None, "a PING delivers nothing");
     }
 
     #[test]
