@@ -211,6 +211,19 @@ pub fn disowned_acks(broker: &TestBroker) -> usize {
     broker.log().matches("without ownership").count()
 }
 
+/// [`disowned_acks`] once there are at least `expected`, or after 10 s: the broker logs an
+/// acknowledgement when it reads it, which may come just after the worker counted it sent.
+pub fn disowned_acks_at_least(broker: &TestBroker, expected: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let disowned = disowned_acks(broker);
+        if disowned >= expected || Instant::now() > deadline {
+            return disowned;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The first output of each input, in output order, and how many outputs repeated one.
 pub fn first_occurrences(numbers: impl IntoIterator<Item = usize>) -> (Vec<usize>, usize) {
     let mut seen = std::collections::HashSet::new();
@@ -319,6 +332,54 @@ pub fn read_into(
 pub fn read_every(reader: &mut TestConsumer<'_>, count: usize, number: fn(&Received) -> usize) -> Vec<Received> {
     let mut tally = Tally::new(count);
     read_into(reader, &mut tally, number, &AtomicUsize::new(0), IDLE, |distinct| distinct == count)
+}
+
+/// How many inputs [`publish_paced_and_read_every`] publishes at once.
+pub const PACE_CHUNK: usize = 250;
+
+/// How far [`publish_paced_and_read_every`] lets publication run ahead of the outputs read.
+pub const PACE_AHEAD: usize = 1_000;
+
+/// Publishes `messages` to `topic` through `url` from a thread of its own, [`PACE_CHUNK`] at a
+/// time and never more than [`PACE_AHEAD`] ahead of the distinct outputs read, while reading
+/// `reader` until every input came out at least once (or nothing came for [`IDLE`]). Returns
+/// every output, repeats included, in order.
+///
+/// Bridges pulsar-lite (`docs/TESTING.md`, deviation 10): with thousands of messages waiting
+/// on a Key_Shared subscription its dispatcher scans storage for each message it sends, and
+/// meanwhile no connection of the broker's is served, for 10 to 30 s. Apache Pulsar serves a
+/// backlog of any size.
+pub fn publish_paced_and_read_every(
+    url: &str,
+    topic: &str,
+    messages: Vec<Outgoing>,
+    reader: &mut TestConsumer<'_>,
+    number: fn(&Received) -> usize,
+) -> Vec<Received> {
+    let count = messages.len();
+    let read = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let _stop_producer = SetOnDrop(&stop);
+        scope.spawn(|| {
+            let producer = PulsarPeer::connect(url);
+            let deadline = Instant::now() + HANG_GUARD;
+            let (mut messages, mut published) = (messages.into_iter(), 0);
+            while published < count {
+                while published >= read.load(Ordering::Acquire) + PACE_AHEAD {
+                    if stop.load(Ordering::Acquire) || Instant::now() > deadline {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                let chunk: Vec<Outgoing> = messages.by_ref().take(PACE_CHUNK).collect();
+                published += chunk.len();
+                producer.produce(topic, chunk);
+            }
+        });
+        let mut tally = Tally::new(count);
+        read_into(reader, &mut tally, number, &read, IDLE, |distinct| distinct == count)
+    })
 }
 
 /// Sets the flag when dropped, also when a test panics: the threads it runs then stop.

@@ -16,8 +16,9 @@ use pfn_tests::{
     fixtures::scratch,
     pulsar_client::{Outgoing, PulsarPeer, Received, unique_topic},
     pulsar_functions::{
-        HANG_GUARD, IDLE, SHOUT, SetOnDrop, Tally, diagnosis, disowned_acks, first_occurrences, kill_9, number_of,
-        numbered, read_every, read_into, received_per_instance, shout_spec, start_shout, wait_subscribed,
+        HANG_GUARD, IDLE, SHOUT, SetOnDrop, Tally, diagnosis, disowned_acks_at_least, first_occurrences, kill_9,
+        number_of, numbered, publish_paced_and_read_every, read_every, read_into, received_per_instance, shout_spec,
+        start_shout, wait_subscribed,
     },
     relay::Relay,
 };
@@ -25,11 +26,13 @@ use pfn_tests::{
 #[test]
 fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_stream() {
     const COUNT: usize = 20_000;
-    /// Inputs are published in chunks, at most this many ahead of the distinct outputs read, so
-    /// that the kill comes mid-stream however fast the machine is.
-    const CHUNK: usize = 500;
-    const AHEAD: usize = 3_000;
-    let mut broker = TestBroker::start();
+    // Inputs are published in chunks, at most AHEAD ahead of the distinct outputs read, so that
+    // the kill comes mid-stream however fast the machine is. Fewer than PACE_AHEAD: what the
+    // victim held is redelivered at a cost to pulsar-lite that grows with the stretch of the
+    // topic it spans, during which the broker serves no one (TESTING.md, deviation 10).
+    const CHUNK: usize = 100;
+    const AHEAD: usize = 400;
+    let broker = TestBroker::start();
     let relay = Relay::start(broker.addr()).expect("relay");
     let (input, output) = (unique_topic("in"), unique_topic("out"));
     let spec = shout_spec(&input, &output, "");
@@ -42,14 +45,14 @@ fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_st
     let mut tally = Tally::new(COUNT);
     let read = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    // Held by the producer while it publishes a chunk, and by the test around the broker restart.
-    let producing = Mutex::new(0_usize);
-    let published_before_restart = AtomicUsize::new(0);
+    // Held by the producer while it publishes a chunk, and by the test around the kill.
+    let killed = Mutex::new(false);
+    let published_before_kill = AtomicUsize::new(0);
     let (before_kill, shares, late) = thread::scope(|scope| {
         let _stop_producer = SetOnDrop(&stop);
         scope.spawn(|| {
             let deadline = Instant::now() + HANG_GUARD;
-            let (mut producer, mut connected_at) = (PulsarPeer::connect(&relay.url()), 0);
+            let producer = PulsarPeer::connect(&relay.url());
             for start in (0..COUNT).step_by(CHUNK) {
                 while read.load(Ordering::Acquire) + AHEAD < start + CHUNK {
                     if stop.load(Ordering::Acquire) || Instant::now() > deadline {
@@ -57,13 +60,10 @@ fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_st
                     }
                     thread::sleep(Duration::from_millis(5));
                 }
-                let restarts = producing.lock().expect("producer lock");
-                if *restarts != connected_at {
-                    (producer, connected_at) = (PulsarPeer::connect(&relay.url()), *restarts);
-                }
+                let killed = killed.lock().expect("producer lock");
                 producer.produce(&input, (start..start + CHUNK).map(|i| numbered(i, 100)));
-                if *restarts == 0 {
-                    published_before_restart.store(start + CHUNK, Ordering::Release);
+                if !*killed {
+                    published_before_kill.store(start + CHUNK, Ordering::Release);
                 }
             }
         });
@@ -75,20 +75,11 @@ fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_st
         let shares = [survivor.total(SHOUT, "received_total"), victim.total(SHOUT, "received_total")];
         let before_kill = tally.duplicates();
         {
-            let mut restarts = producing.lock().expect("producer lock");
+            let mut killed = killed.lock().expect("producer lock");
             kill_9(&victim);
-            // Bridges pulsar-lite: after a consumer's connection dies mid-stream it either keeps
-            // dispatching to that consumer (a Shared subscription then loses every other message
-            // until the broker restarts) or stops reading its other connections; closing the dead
-            // connection cleanly at the broker made the stall the rule. Apache Pulsar hands a dead
-            // consumer's messages to the others by itself. Production is held meanwhile.
-            broker.restart();
-            *restarts += 1;
+            *killed = true;
         }
-        drop(reader);
-        // The reader's connection died with the broker: read on with a new one.
-        let peer = PulsarPeer::connect(&relay.url());
-        let mut reader = peer.subscribe(&output, "check");
+        // The broker hands what the victim held to the survivor: no bridge needed.
         read_into(&mut reader, &mut tally, number_of, &read, IDLE, |distinct| distinct == COUNT);
         let late = reader.receive(1, Duration::from_secs(2));
         (before_kill, shares, late)
@@ -100,21 +91,21 @@ fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_st
     }
     assert_eq!(before_kill.0, 0, "duplicates before any failure, first {:?}", before_kill.1);
     if !tally.missing().is_empty() {
-        // What the survivor did after the restart explains a stall; the assertion says what is missing.
+        // What the survivor did after the kill explains a stall; the assertion says what is missing.
         eprintln!("surviving worker's log:\n{}\nrelay: {:?}", survivor.log_text(), relay.stats());
     }
     tally.assert_complete("after the kill");
     for output in &late {
         tally.add(number_of(output));
     }
-    // Only what was in flight at the kill and the restart may come out twice; what was published
-    // after them comes out exactly once.
+    // Only what was in flight at the kill may come out twice; what was published after it comes
+    // out exactly once.
     let (duplicates, duplicated) = tally.duplicates();
-    let published = published_before_restart.load(Ordering::Acquire);
+    let published = published_before_kill.load(Ordering::Acquire);
     let after: Vec<usize> = (published..COUNT).filter(|&i| tally.seen[i] > 1).take(10).collect();
     assert!(
         after.is_empty(),
-        "inputs published after the restart came out twice: first {after:?} ({duplicates} duplicates in all, \
+        "inputs published after the kill came out twice: first {after:?} ({duplicates} duplicates in all, \
          first {duplicated:?})"
     );
     eprintln!(
@@ -125,13 +116,16 @@ fn two_workers_split_a_subscription_and_the_survivor_of_a_kill_9_finishes_the_st
     assert!(status.success(), "surviving worker exit: {status}\n{log}");
 }
 
-/// Key and per-key sequence number of a shouted `k<key>-s<seq>`.
+/// Key and per-key sequence number of a keyed input, `k<key>-s<seq>`.
+fn keyed(text: &str) -> Option<(usize, usize)> {
+    let (key, seq) = text.strip_prefix('k')?.split_once("-s")?;
+    Some((key.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Key and per-key sequence number of a shouted keyed input.
 fn key_and_seq(output: &Received) -> (usize, usize) {
     let text = output.text();
-    let parsed = text.strip_suffix('!').and_then(|text| text.strip_prefix('k')).and_then(|text| {
-        let (key, seq) = text.split_once("-s")?;
-        Some((key.parse().ok()?, seq.parse().ok()?))
-    });
+    let parsed = text.strip_suffix('!').and_then(keyed);
     parsed.unwrap_or_else(|| panic!("not a shouted keyed input: {text:?}"))
 }
 
@@ -141,6 +135,7 @@ fn key_shared_instances_keep_each_keys_order() {
     const KEYS: usize = 10;
     let broker = TestBroker::start();
     let relay = Relay::start(broker.addr()).expect("relay");
+    relay.record_deliveries();
     let (input, output) = (unique_topic("in"), unique_topic("out"));
     let dir = scratch();
     let spec = shout_spec(&input, &output, "parallelism = 2\nretain_key_ordering = true");
@@ -149,13 +144,13 @@ fn key_shared_instances_keep_each_keys_order() {
 
     let peer = PulsarPeer::connect(&relay.url());
     let mut reader = peer.subscribe(&output, "check");
-    let keyed = |i: usize| Outgoing {
+    let keyed_input = |i: usize| Outgoing {
         payload: format!("k{}-s{:05}", i % KEYS, i / KEYS).into_bytes(),
         key: Some(format!("key-{}", i % KEYS)),
         ..Outgoing::default()
     };
-    peer.produce(&input, (0..COUNT).map(keyed));
-    let outputs = read_every(&mut reader, COUNT, |output| {
+    let inputs = (0..COUNT).map(keyed_input).collect();
+    let outputs = publish_paced_and_read_every(&relay.url(), &input, inputs, &mut reader, |output| {
         let (key, seq) = key_and_seq(output);
         seq * KEYS + key
     });
@@ -168,23 +163,43 @@ fn key_shared_instances_keep_each_keys_order() {
         per_key[key].push(seq);
     }
     worker.wait_until("every input acknowledged", |worker| worker.total(SHOUT, "acked_total") >= COUNT as u64);
+    // What the broker gave the worker, in the order it sent it (outputs end in `!`).
+    let mut given: Vec<Vec<usize>> = vec![Vec::new(); KEYS];
+    for (key, seq) in relay.deliveries().iter().filter_map(|delivery| keyed(str::from_utf8(&delivery.payload).ok()?)) {
+        given[key].push(seq);
+    }
     // At-least-once: a message may come out again, but no key's message may come out for the
-    // first time before an earlier one of the same key.
-    let mut repeats = extra.len();
+    // first time before one the worker was given earlier. With Apache Pulsar the worker is given
+    // each key's messages in the order they were published; pulsar-lite's Key_Shared dispatcher
+    // now and then sends one after later ones of its key (TESTING.md, deviation 10), so the order
+    // checked is the order of first deliveries, and the broker's reorderings are counted apart.
+    let (mut repeats, mut reordered_by_broker) = (extra.len(), 0);
     for (key, seqs) in per_key.iter().enumerate() {
         let (firsts, repeated) = first_occurrences(seqs.iter().copied());
+        let (given, _) = first_occurrences(given[key].iter().copied());
         repeats += repeated;
-        if let Some(at) = firsts.windows(2).position(|pair| pair[0] > pair[1]) {
+        reordered_by_broker += given.windows(2).filter(|pair| pair[0] > pair[1]).count();
+        if let Some(at) = firsts.iter().zip(&given).position(|(out, given)| out != given) {
             panic!(
-                "key {key}: sequence {} came out before {} (first outputs {at} and {}); {}",
+                "key {key}: output {at} is sequence {}, but the worker was given sequence {} in that place \
+                 (given {:?}, out {:?}); {}",
                 firsts[at],
-                firsts[at + 1],
-                at + 1,
+                given[at],
+                &given[at.saturating_sub(2)..(at + 3).min(given.len())],
+                &firsts[at.saturating_sub(2)..(at + 3).min(firsts.len())],
                 diagnosis(&worker, SHOUT, &broker)
             );
         }
+        let mut sorted = firsts.clone();
+        sorted.sort_unstable();
         let expected: Vec<usize> = (0..COUNT / KEYS).collect();
-        assert!(firsts == expected, "key {key}: {} of {} inputs came out", firsts.len(), expected.len());
+        assert!(
+            sorted == expected && firsts.len() == given.len(),
+            "key {key}: {} of {} inputs came out, {} were given",
+            firsts.len(),
+            expected.len(),
+            given.len()
+        );
     }
     // The worker is told of no failure, so it publishes one output per delivery; pulsar-lite's
     // Key_Shared dispatcher now and then sends a message twice on its own (and then logs the
@@ -194,13 +209,16 @@ fn key_shared_instances_keep_each_keys_order() {
     let deliveries: u64 = received.iter().sum();
     let redelivered = deliveries.saturating_sub(COUNT as u64);
     assert_eq!(repeats as u64, redelivered, "outputs repeated without a redelivery; {received:?}");
+    let disowned = disowned_acks_at_least(&broker, repeats);
     assert!(
-        repeats <= disowned_acks(&broker),
-        "{repeats} repeated outputs but only {} broker-side duplicates; {}",
-        disowned_acks(&broker),
+        repeats <= disowned,
+        "{repeats} repeated outputs but only {disowned} broker-side duplicates; {}",
         diagnosis(&worker, SHOUT, &broker)
     );
     assert!(received.len() == 2 && received.iter().all(|&n| n > 0), "received per instance: {received:?}");
+    eprintln!(
+        "key_shared: {repeats} repeated outputs; {reordered_by_broker} inputs given after a later one of their key"
+    );
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exit: {status}\n{log}");
 }
