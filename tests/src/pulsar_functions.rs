@@ -366,11 +366,8 @@ pub fn publish_paced_and_read_every(
             let deadline = Instant::now() + HANG_GUARD;
             let (mut messages, mut published) = (messages.into_iter(), 0);
             while published < count {
-                while published >= read.load(Ordering::Acquire) + PACE_AHEAD {
-                    if stop.load(Ordering::Acquire) || Instant::now() > deadline {
-                        return;
-                    }
-                    thread::sleep(Duration::from_millis(5));
+                if !wait_for_outputs(&read, (published + 1).saturating_sub(PACE_AHEAD), &stop, deadline) {
+                    return;
                 }
                 let chunk: Vec<Outgoing> = messages.by_ref().take(PACE_CHUNK).collect();
                 published += chunk.len();
@@ -380,6 +377,18 @@ pub fn publish_paced_and_read_every(
         let mut tally = Tally::new(count);
         read_into(reader, &mut tally, number, &read, IDLE, |distinct| distinct == count)
     })
+}
+
+/// Waits until `read` (the distinct outputs read so far) reaches `target`, for a producer that
+/// keeps a bounded lead; false if `stop` is set or `deadline` passes first.
+pub fn wait_for_outputs(read: &AtomicUsize, target: usize, stop: &AtomicBool, deadline: Instant) -> bool {
+    while read.load(Ordering::Acquire) < target {
+        if stop.load(Ordering::Acquire) || Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 /// Sets the flag when dropped, also when a test panics: the threads it runs then stop.
