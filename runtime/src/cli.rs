@@ -1,5 +1,6 @@
 //! The `pfn` command line.
 
+mod choices;
 mod remote;
 mod worker;
 

@@ -8,24 +8,12 @@ use std::{collections::BTreeMap, fmt, path::Path};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::verify::{Sha256Digest, check_name};
+use crate::{
+    io::transport::SubscriptionRequest,
+    verify::{Sha256Digest, check_name},
+    vocabulary::{ProcessingGuarantees, SubscriptionPosition, SubscriptionType},
+};
 
-/// When an input is acknowledged, as Pulsar Functions name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProcessingGuarantees {
-    /// Acknowledge before processing: a failure loses the message.
-    AtMostOnce,
-    /// Acknowledge after every output and publish has its receipt (the default).
-    #[default]
-    AtLeastOnce,
-    /// At-least-once with broker-side deduplication of outputs.
-    EffectivelyOnce,
-    /// The function acknowledges through its context.
-    Manual,
-}
-
-pub use crate::io::transport::SubscriptionPosition;
 
 /// One function: its identity, its plugin, its topics and how it processes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,7 +170,7 @@ impl FunctionSpec {
 
     /// `tenant/namespace/name`.
     pub fn fqfn(&self) -> String {
-        crate::context::fqfn(&self.tenant, &self.namespace, &self.name)
+        crate::vocabulary::fqfn(&self.tenant, &self.namespace, &self.name)
     }
 
     /// The subscription name: the configured one, or one derived from the function's name.
@@ -192,8 +180,7 @@ impl FunctionSpec {
 
     /// The subscription type, as Pulsar Functions derive it: Failover to retain ordering,
     /// Key_Shared to retain key ordering, Shared otherwise.
-    pub fn subscription_type(&self) -> crate::io::transport::SubscriptionType {
-        use crate::io::transport::SubscriptionType;
+    pub fn subscription_type(&self) -> SubscriptionType {
         match (self.retain_ordering, self.retain_key_ordering) {
             (true, _) => SubscriptionType::Failover,
             (false, true) => SubscriptionType::KeyShared,
@@ -202,8 +189,8 @@ impl FunctionSpec {
     }
 
     /// What the function's instances subscribe to.
-    pub fn subscription_request(&self) -> crate::io::transport::SubscriptionRequest {
-        crate::io::transport::SubscriptionRequest {
+    pub fn subscription_request(&self) -> SubscriptionRequest {
+        SubscriptionRequest {
             topics: self.inputs.clone(),
             topics_pattern: self.topics_pattern.clone(),
             subscription: self.subscription(),

@@ -49,13 +49,8 @@ impl FunctionIdentity {
 
     /// `tenant/namespace/name`.
     pub fn fqfn(&self) -> String {
-        fqfn(&self.tenant, &self.namespace, &self.name)
+        crate::vocabulary::fqfn(&self.tenant, &self.namespace, &self.name)
     }
-}
-
-/// The fully qualified function name, `tenant/namespace/name`.
-pub fn fqfn(tenant: &str, namespace: &str, name: &str) -> String {
-    format!("{tenant}/{namespace}/{name}")
 }
 
 /// The host state behind one instance's `HostHandle`. Its address must not change while the

@@ -1,6 +1,7 @@
 //! pfn: a runtime for stream functions written in Rust and loaded as verified plugins.
 //!
 //! # Layout
+//! - [`vocabulary`]: the words every layer shares (function names, guarantees, subscriptions).
 //! - [`config`]: function specs (TOML or JSON) and their validation.
 //! - [`verify`]: digests, the sidecar manifest, and the checks a plugin must pass.
 //! - [`loader`]: opening a plugin file from a private copy and checking its module.
@@ -27,4 +28,5 @@ pub mod resources;
 pub mod run;
 pub mod sync;
 pub mod verify;
+pub mod vocabulary;
 pub mod worker;

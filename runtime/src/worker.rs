@@ -138,13 +138,9 @@ impl WorkerHandle {
     }
 
     /// The Pulsar transport's failure counters, when the functions run on Pulsar.
-    pub fn pulsar_stats(&self) -> Option<crate::endpoint::protocol::PulsarStats> {
+    pub fn pulsar_stats(&self) -> Option<crate::io::pulsar::PulsarStats> {
         let Topics::Pulsar(pulsar) = &self.topics else { return None };
-        let counters = pulsar.counters();
-        Some(crate::endpoint::protocol::PulsarStats {
-            consumer_failures: counters.consumer_failures.load(Ordering::Relaxed),
-            producer_failures: counters.producer_failures.load(Ordering::Relaxed),
-        })
+        Some(pulsar.counters().snapshot())
     }
 
     /// Spec files that were refused, each with why.

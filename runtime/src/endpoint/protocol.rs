@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     io::{
         lines::{InputFormat, OutputFormat, PayloadJson},
+        pulsar::PulsarStats,
         transport::{Delivery, SubscriptionType},
     },
     worker::{Deleted, stats::FunctionStatus},
@@ -90,15 +91,6 @@ pub struct Header {
     /// Failures of the worker's Pulsar consumers and producers, when it runs on Pulsar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulsar: Option<PulsarStats>,
-}
-
-/// What the Pulsar transport counted since the worker started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PulsarStats {
-    /// Consumers lost (stream ended or failed) or that could not subscribe; each is rebuilt.
-    pub consumer_failures: u64,
-    /// Producers that failed and were rebuilt.
-    pub producer_failures: u64,
 }
 
 impl Header {

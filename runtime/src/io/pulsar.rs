@@ -20,8 +20,9 @@ use std::{
 };
 
 use pulsar::{Authentication, Pulsar, TokioExecutor};
+use serde::{Deserialize, Serialize};
 
-use crate::config::ProcessingGuarantees;
+use crate::vocabulary::ProcessingGuarantees;
 
 use self::producers::Producers;
 pub use self::source::PulsarSource;
@@ -54,6 +55,25 @@ pub struct PulsarCounters {
     pub consumer_failures: AtomicU64,
     /// Producers that failed and were dropped to be rebuilt.
     pub producer_failures: AtomicU64,
+}
+
+impl PulsarCounters {
+    /// The counts as they are now.
+    pub fn snapshot(&self) -> PulsarStats {
+        PulsarStats {
+            consumer_failures: self.consumer_failures.load(Ordering::Relaxed),
+            producer_failures: self.producer_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the Pulsar transport counted since the worker started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PulsarStats {
+    /// Consumers lost (stream ended or failed) or that could not subscribe; each is rebuilt.
+    pub consumer_failures: u64,
+    /// Producers that failed and were rebuilt.
+    pub producer_failures: u64,
 }
 
 /// The client and the runtime its futures run on, shared by every source and producer.

@@ -5,10 +5,10 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::ProcessingGuarantees;
+pub use crate::vocabulary::{SubscriptionPosition, SubscriptionType};
+use crate::vocabulary::ProcessingGuarantees;
 
 /// One message on a topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,29 +119,6 @@ pub struct Delivery {
     pub last_failure: Option<Arc<str>>,
 }
 
-/// How a subscription hands messages to its consumers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionType {
-    /// Each message to one consumer, whichever is free.
-    #[default]
-    Shared,
-    /// Messages with the same key always to the same consumer.
-    KeyShared,
-    /// Every message to one active consumer; the others stand by.
-    Failover,
-}
-
-impl fmt::Display for SubscriptionType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Shared => "Shared",
-            Self::KeyShared => "Key_Shared",
-            Self::Failover => "Failover",
-        })
-    }
-}
-
 /// A transport failure.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum TransportError {
@@ -238,17 +215,6 @@ pub trait Sink: Send + Sync + fmt::Debug {
     fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
         done.report(self.publish(topic, messages));
     }
-}
-
-/// Where a new subscription starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionPosition {
-    /// At messages published after it is created.
-    #[default]
-    Latest,
-    /// At the oldest message the topic still holds.
-    Earliest,
 }
 
 /// What a consumer joins.

@@ -23,7 +23,7 @@ use super::{
     stats::BatchCounts,
 };
 use crate::{
-    config::ProcessingGuarantees,
+    vocabulary::ProcessingGuarantees,
     instance::{CallError, PluginInstance},
     io::transport::{Delivery, DeliveryTag, Message, MessageIdText, Sink, TransportError},
     sync::lock,

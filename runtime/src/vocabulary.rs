@@ -1,0 +1,112 @@
+//! The words every layer shares: function names, processing guarantees, subscription types and
+//! positions. A leaf: it depends on nothing else in the crate.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// The fully qualified function name, `tenant/namespace/name`.
+pub fn fqfn(tenant: &str, namespace: &str, name: &str) -> String {
+    format!("{tenant}/{namespace}/{name}")
+}
+
+/// When an input is acknowledged, as Pulsar Functions name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantees {
+    /// Acknowledge before processing: a failure loses the message.
+    AtMostOnce,
+    /// Acknowledge after every output and publish has its receipt (the default).
+    #[default]
+    AtLeastOnce,
+    /// At-least-once with broker-side deduplication of outputs.
+    EffectivelyOnce,
+    /// The function acknowledges through its context.
+    Manual,
+}
+
+/// How a subscription hands messages to its consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionType {
+    /// Each message to one consumer, whichever is free.
+    #[default]
+    Shared,
+    /// Messages with the same key always to the same consumer.
+    KeyShared,
+    /// Every message to one active consumer; the others stand by.
+    Failover,
+}
+
+impl SubscriptionType {
+    /// Every type, in the order the command line lists them.
+    pub const ALL: [Self; 3] = [Self::Shared, Self::KeyShared, Self::Failover];
+
+    /// The name on the command line and in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::KeyShared => "key-shared",
+            Self::Failover => "failover",
+        }
+    }
+}
+
+/// Pulsar's own spelling: `Shared`, `Key_Shared`, `Failover`.
+impl fmt::Display for SubscriptionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Shared => "Shared",
+            Self::KeyShared => "Key_Shared",
+            Self::Failover => "Failover",
+        })
+    }
+}
+
+/// A word that names none of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not one of: {expected}")]
+pub struct UnknownWord {
+    pub given: String,
+    pub expected: &'static str,
+}
+
+impl FromStr for SubscriptionType {
+    type Err = UnknownWord;
+
+    /// Accepts the command line's names and Pulsar's, in any case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().replace('_', "-").as_str() {
+            "shared" => Ok(Self::Shared),
+            "key-shared" | "keyshared" => Ok(Self::KeyShared),
+            "failover" => Ok(Self::Failover),
+            _ => Err(UnknownWord { given: text.to_owned(), expected: "shared, key-shared, failover" }),
+        }
+    }
+}
+
+/// Where a new subscription starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionPosition {
+    /// At messages published after it is created.
+    #[default]
+    Latest,
+    /// At the oldest message the topic still holds.
+    Earliest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_types_read_back_their_own_names_and_pulsars() {
+        for kind in SubscriptionType::ALL {
+            assert_eq!(kind.as_str().parse::<SubscriptionType>(), Ok(kind));
+            assert_eq!(kind.to_string().parse::<SubscriptionType>(), Ok(kind));
+        }
+        let refused = "exclusive".parse::<SubscriptionType>().expect_err("not a pfn subscription type");
+        assert!(refused.to_string().contains("key-shared"), "{refused}");
+    }
+}
