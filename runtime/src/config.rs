@@ -14,7 +14,6 @@ use crate::{
     vocabulary::{ProcessingGuarantees, SubscriptionPosition, SubscriptionType},
 };
 
-
 /// One function: its identity, its plugin, its topics and how it processes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,53 +12,16 @@ use thiserror::Error;
 use crate::{
     context::{FunctionIdentity, InstanceHost},
     loader::Plugin,
+    vocabulary::{Failure, FailureKind},
 };
 
-/// A failed call into a plugin.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("{kind}: {message}")]
-pub struct CallError {
-    pub kind: CallErrorKind,
-    pub message: String,
-}
-
-/// Why a call failed, as the dead-letter reason names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallErrorKind {
-    /// The function returned an error.
-    Error,
-    /// The function panicked (caught inside the plugin).
-    Panic,
-    /// The payload did not decode into the function's input type.
-    BadInput,
-}
-
-impl CallErrorKind {
-    /// The reason's name in dead letters and counters.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Error => "error",
-            Self::Panic => "panic",
-            Self::BadInput => "bad_input",
-        }
-    }
-}
-
-impl fmt::Display for CallErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<FfiError> for CallError {
-    fn from(error: FfiError) -> Self {
-        let kind = match error.kind {
-            ErrorKind::User => CallErrorKind::Error,
-            ErrorKind::Panic => CallErrorKind::Panic,
-            ErrorKind::BadInput => CallErrorKind::BadInput,
-        };
-        Self { kind, message: error.message.into_string() }
-    }
+fn failure_of(error: FfiError) -> Failure {
+    let kind = match error.kind {
+        ErrorKind::User => FailureKind::Error,
+        ErrorKind::Panic => FailureKind::Panic,
+        ErrorKind::BadInput => FailureKind::BadInput,
+    };
+    Failure { kind, message: error.message.into_string() }
 }
 
 /// Why an instance could not be created.
@@ -68,7 +31,7 @@ pub struct InitError {
     pub fqfn: String,
     pub plugin: String,
     pub version: String,
-    pub cause: CallError,
+    pub cause: Failure,
 }
 
 /// One instance of a plugin's function, with the host state its context points at.
@@ -112,7 +75,7 @@ impl Plugin {
             fqfn: host.identity().fqfn(),
             plugin: self.info.name.clone(),
             version: self.info.version.clone(),
-            cause: error.into(),
+            cause: failure_of(error),
         })?;
         Ok(PluginInstance {
             process_fn: self.module.0.process(),
@@ -132,9 +95,9 @@ impl PluginInstance {
     /// Inlined so that callers in other crates read the output buffer's pointer and length as
     /// the plugin left them, without a wide load that stalls on the plugin's narrower store.
     #[inline]
-    pub fn process(&mut self, record: &FfiRecord<'_>) -> Result<Option<&[u8]>, CallError> {
+    pub fn process(&mut self, record: &FfiRecord<'_>) -> Result<Option<&[u8]>, Failure> {
         let Some(handle) = self.handle else {
-            return Err(CallError { kind: CallErrorKind::Error, message: "instance is closed".into() });
+            return Err(Failure::new(FailureKind::Error, "instance is closed"));
         };
         self.out.clear();
         self.host.take_input_acked();
@@ -144,7 +107,7 @@ impl PluginInstance {
         match result {
             RResult::ROk(Produced::Output) => Ok(Some(self.out.as_slice())),
             RResult::ROk(Produced::Nothing) => Ok(None),
-            RResult::RErr(error) => Err(error.into()),
+            RResult::RErr(error) => Err(failure_of(error)),
         }
     }
 
@@ -160,10 +123,10 @@ impl PluginInstance {
     }
 
     /// Runs the function's `close`; the instance cannot be used afterwards.
-    pub fn close(&mut self) -> Result<(), CallError> {
+    pub fn close(&mut self) -> Result<(), Failure> {
         let Some(handle) = self.handle.take() else { return Ok(()) };
         // SAFETY: the handle is live and is never used again (taken out of `self.handle`).
-        unsafe { (self.close_fn)(handle, &self.ffi) }.into_result().map_err(CallError::from)
+        unsafe { (self.close_fn)(handle, &self.ffi) }.into_result().map_err(failure_of)
     }
 }
 

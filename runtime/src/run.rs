@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::{
     context::FunctionIdentity,
-    instance::{CallErrorKind, InitError, PluginInstance, plain_record},
+    instance::{InitError, PluginInstance, plain_record},
     io::{
         self,
         dead_letter::{DeadLetter, DeadLetterFile},
@@ -23,6 +23,7 @@ use crate::{
     },
     loader::{Loader, Pin},
     verify::VerifyError,
+    vocabulary::FailureKind,
 };
 
 /// What `pfn run` is asked to do.
@@ -188,9 +189,10 @@ impl Sink {
             Ok(None) => self.summary.filtered += 1,
             Err(error) => {
                 match error.kind {
-                    CallErrorKind::Error => self.summary.errors += 1,
-                    CallErrorKind::Panic => self.summary.panics += 1,
-                    CallErrorKind::BadInput => self.summary.bad_input += 1,
+                    FailureKind::Error => self.summary.errors += 1,
+                    FailureKind::Panic => self.summary.panics += 1,
+                    FailureKind::BadInput => self.summary.bad_input += 1,
+                    FailureKind::Timeout | FailureKind::System | FailureKind::Malformed => {}
                 }
                 tracing::debug!(message_id = %record.message_id, %error, "message dead-lettered");
                 self.dead_letter(record.message_id.as_str(), error.kind.as_str(), &error.message, line)?;

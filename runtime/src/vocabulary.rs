@@ -1,5 +1,5 @@
 //! The words every layer shares: function names, processing guarantees, subscription types and
-//! positions. A leaf: it depends on nothing else in the crate.
+//! positions, failures. A leaf: it depends on nothing else in the crate.
 
 use std::{fmt, str::FromStr};
 
@@ -94,6 +94,62 @@ pub enum SubscriptionPosition {
     Latest,
     /// At the oldest message the topic still holds.
     Earliest,
+}
+
+/// What kind of failure a message met, as dead letters, logs and counters name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The function returned an error.
+    Error,
+    /// The function panicked (caught inside the plugin).
+    Panic,
+    /// The payload did not decode into the function's input type.
+    BadInput,
+    /// The call ran past the function's `timeout_ms`.
+    Timeout,
+    /// The runtime failed around the call (a publish was refused, a store write failed).
+    System,
+    /// The input was not a valid message (a line that is no JSON envelope).
+    Malformed,
+}
+
+impl FailureKind {
+    /// The kind's name in dead letters and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Panic => "panic",
+            Self::BadInput => "bad_input",
+            Self::Timeout => "timeout",
+            Self::System => "system",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    /// Whether the function is to blame (Pulsar's user exception) rather than the runtime.
+    pub fn is_user(self) -> bool {
+        !matches!(self, Self::System)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure: its kind and what was said about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
 }
 
 #[cfg(test)]

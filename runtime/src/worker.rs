@@ -15,6 +15,7 @@ mod low_priority;
 mod outcomes;
 mod plugins_dir;
 mod reload;
+pub mod state;
 pub mod stats;
 mod watchdog;
 
@@ -36,7 +37,9 @@ pub use self::{
     instance_loop::Backoff,
     outcomes::{Outcome, Outcomes},
 };
-use self::{function::FunctionRunner, plugins_dir::PluginsDir, stats::FunctionStatus, watchdog::Watched};
+use self::{
+    function::FunctionRunner, plugins_dir::PluginsDir, state::FunctionState, stats::FunctionStatus, watchdog::Watched,
+};
 use crate::{
     config::{FunctionSpec, SpecError},
     io::{
@@ -89,7 +92,7 @@ pub enum TriggerError {
     #[error("no function {0} in this worker")]
     NoSuchFunction(String),
     #[error("function {fqfn} is not running ({state})")]
-    NotRunning { fqfn: String, state: String },
+    NotRunning { fqfn: String, state: FunctionState },
     #[error("cannot publish to {topic}: {source}")]
     Publish { topic: String, source: TransportError },
     #[error(
@@ -176,7 +179,7 @@ impl WorkerHandle {
             return Err(TriggerError::NotEmbedded { fqfn: fqfn.to_owned() });
         }
         let state = function.state();
-        if state != "running" {
+        if state != FunctionState::Running {
             return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state });
         }
         let topic = function.spec.inputs.first().cloned().unwrap_or_default();

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use abi_stable::std_types::RStr;
 use pfn::{
     context::FunctionIdentity,
-    instance::{CallErrorKind, PluginInstance, plain_record},
+    instance::{PluginInstance, plain_record},
     loader::Pin,
+    vocabulary::FailureKind,
 };
 use pfn_tests::fixtures::{loader_in, scratch, sha256_of, shape};
 
@@ -15,7 +16,7 @@ use pfn_tests::fixtures::{loader_in, scratch, sha256_of, shape};
 enum Outcome {
     Output(Vec<u8>),
     Nothing,
-    Failed(CallErrorKind),
+    Failed(FailureKind),
 }
 
 fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, PluginInstance) {
@@ -74,7 +75,7 @@ fn shared_context_only() {
 
 #[test]
 fn mutable_context_returning_result_unit() {
-    check("ctx-mut-only", &[], &[(b"a", Outcome::Nothing), (b"fail", Outcome::Failed(CallErrorKind::Error))]);
+    check("ctx-mut-only", &[], &[(b"a", Outcome::Nothing), (b"fail", Outcome::Failed(FailureKind::Error))]);
 }
 
 #[test]
@@ -95,14 +96,14 @@ fn string_in_option_out() {
         &[
             (b"shout", out("SHOUT")),
             (b"", Outcome::Nothing),
-            (&[0xc3, 0x28][..], Outcome::Failed(CallErrorKind::BadInput)),
+            (&[0xc3, 0x28][..], Outcome::Failed(FailureKind::BadInput)),
         ],
     );
 }
 
 #[test]
 fn str_in_result_out() {
-    check("str-result", &[], &[(b"abc", out("3:abc")), (b"bad", Outcome::Failed(CallErrorKind::Error))]);
+    check("str-result", &[], &[(b"abc", out("3:abc")), (b"bad", Outcome::Failed(FailureKind::Error))]);
 }
 
 #[test]
@@ -118,8 +119,8 @@ fn json_in_result_option_json_out() {
         &[
             (br#"{"sensor":"s1","value":21}"#, out(r#"{"sensor":"s1","doubled":42}"#)),
             (br#"{"sensor":"s1","value":-1}"#, Outcome::Nothing),
-            (br#"{"sensor":"s1","value":0}"#, Outcome::Failed(CallErrorKind::Error)),
-            (b"not json", Outcome::Failed(CallErrorKind::BadInput)),
+            (br#"{"sensor":"s1","value":0}"#, Outcome::Failed(FailureKind::Error)),
+            (b"not json", Outcome::Failed(FailureKind::BadInput)),
         ],
     );
 }
@@ -133,7 +134,7 @@ fn shared_context_and_input_with_user_config() {
 fn mutable_context_and_input_reaching_an_unavailable_facility() {
     let (_dir, mut instance) = instance("ctx-mut-bytes", &[]);
     let error = instance.process(&plain_record(b"x", RStr::from_str("in"), "0")).expect_err("state is not here yet");
-    assert_eq!(error.kind, CallErrorKind::Error);
+    assert_eq!(error.kind, FailureKind::Error);
     assert_eq!(error.message, "state is not available in this runtime yet");
 }
 

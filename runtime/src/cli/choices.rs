@@ -26,7 +26,9 @@ impl ValueEnum for InputFormat {
     fn to_possible_value(&self) -> Option<PossibleValue> {
         Some(match self {
             Self::Raw => PossibleValue::new("raw").help("Each line is a payload"),
-            Self::Json => PossibleValue::new("json").help("Each line is a JSON envelope (value, key, properties, event_time)"),
+            Self::Json => {
+                PossibleValue::new("json").help("Each line is a JSON envelope (value, key, properties, event_time)")
+            }
         })
     }
 }

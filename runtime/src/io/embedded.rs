@@ -26,7 +26,10 @@ pub use self::subscription::SubscriptionCounts;
 use super::transport::{
     Delivery, DeliveryTag, Message, Sink, Source, SubscriptionRequest, SubscriptionType, Transport, TransportError,
 };
-use crate::sync::{Notify, lock};
+use crate::{
+    sync::{Notify, lock},
+    vocabulary::Failure,
+};
 
 /// Tags carry the index of the consumer's subscription in their top 16 bits.
 const TAG_SHIFT: u32 = 48;
@@ -251,9 +254,9 @@ impl Source for EmbeddedConsumer {
         acked
     }
 
-    fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str) {
+    fn nack(&self, tag: DeliveryTag, delay: Duration, failure: &Failure) {
         if let Some(subscription) = self.subscriptions.get(Self::split(tag)) {
-            subscription.nack(self.id, Self::local(tag), delay, reason);
+            subscription.nack(self.id, Self::local(tag), delay, failure);
         }
     }
 

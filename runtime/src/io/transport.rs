@@ -7,8 +7,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use thiserror::Error;
 
+use crate::vocabulary::{Failure, ProcessingGuarantees};
 pub use crate::vocabulary::{SubscriptionPosition, SubscriptionType};
-use crate::vocabulary::ProcessingGuarantees;
 
 /// One message on a topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub struct Delivery {
     /// worker saw it fail, since the crate does not expose the broker's count).
     pub redelivery_count: u32,
     /// Why the last delivery failed, when it was negatively acknowledged.
-    pub last_failure: Option<Arc<str>>,
+    pub last_failure: Option<Arc<Failure>>,
 }
 
 /// A transport failure.
@@ -147,7 +147,7 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// connection since, and the messages go to it again) are not.
     fn ack(&self, tags: &[DeliveryTag]) -> usize;
     /// Gives a delivery back, to be redelivered after `delay` with a higher redelivery count.
-    fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str);
+    fn nack(&self, tag: DeliveryTag, delay: Duration, failure: &Failure);
     /// Tells the source that the function is done with these deliveries but did not
     /// acknowledge them (`manual` guarantees): they stay unacknowledged. The default does
     /// nothing; a transport that settles batches needs it to settle theirs.

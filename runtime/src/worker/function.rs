@@ -16,6 +16,7 @@ use super::{
     control::{InstanceControl, Swap},
     instance_loop::{Backoff, InstanceLoop, LoopSettings},
     outcomes::Outcomes,
+    state::FunctionState,
     stats::{FunctionStatus, Refusal, Reload},
     watchdog::Watched,
 };
@@ -36,7 +37,7 @@ pub struct FunctionShared {
     /// The file the spec was read from.
     pub spec_file: PathBuf,
     deleted: AtomicBool,
-    state: Mutex<String>,
+    state: Mutex<FunctionState>,
     version: Mutex<Option<String>>,
     instances: Mutex<Vec<Arc<InstanceControl>>>,
     reloads: Mutex<Vec<Reload>>,
@@ -50,7 +51,7 @@ impl FunctionShared {
             spec,
             spec_file,
             deleted: AtomicBool::new(false),
-            state: Mutex::new("waiting for plugin".into()),
+            state: Mutex::new(FunctionState::WaitingForPlugin),
             version: Mutex::new(None),
             instances: Mutex::new(Vec::new()),
             reloads: Mutex::new(Vec::new()),
@@ -64,7 +65,7 @@ impl FunctionShared {
     }
 
     pub(super) fn mark_deleted(&self) {
-        self.set_state("deleted");
+        self.set_state(FunctionState::Deleted);
         self.deleted.store(true, Ordering::Release);
     }
 
@@ -80,13 +81,12 @@ impl FunctionShared {
         }
     }
 
-    /// `running`, `waiting for plugin`, `failed: <why>`, `stopping`, `stopped` or `deleted`.
-    pub fn state(&self) -> String {
+    pub fn state(&self) -> FunctionState {
         lock(&self.state).clone()
     }
 
-    pub fn set_state(&self, state: impl Into<String>) {
-        *lock(&self.state) = state.into();
+    pub fn set_state(&self, state: FunctionState) {
+        *lock(&self.state) = state;
     }
 
     /// Records a refused plugin file, logs it, and counts it.
@@ -222,7 +222,7 @@ impl FunctionRunner {
         }
         *lock(&shared.instances) = controls.clone();
         *lock(&shared.version) = Some(plugin.info.version.clone());
-        shared.set_state("running");
+        shared.set_state(FunctionState::Running);
         tracing::info!(fqfn = %shared.fqfn, version = %plugin.info.version, instances = controls.len(), "function started");
         Ok((Self { shared, plugin, previous: None, controls, threads }, watched))
     }
@@ -289,7 +289,7 @@ impl FunctionRunner {
                 stuck.push(control.id);
             }
         }
-        self.shared.set_state(if stuck.is_empty() { "stopped" } else { "stopping" });
+        self.shared.set_state(if stuck.is_empty() { FunctionState::Stopped } else { FunctionState::Stopping });
         stuck
     }
 }

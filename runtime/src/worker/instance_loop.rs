@@ -23,10 +23,10 @@ use super::{
     stats::BatchCounts,
 };
 use crate::{
-    vocabulary::ProcessingGuarantees,
-    instance::{CallError, PluginInstance},
+    instance::PluginInstance,
     io::transport::{Delivery, DeliveryTag, Message, MessageIdText, Sink, TransportError},
     sync::lock,
+    vocabulary::{Failure, FailureKind, ProcessingGuarantees},
 };
 
 /// Most deliveries taken per receive.
@@ -92,7 +92,7 @@ pub(super) struct InstanceLoop {
     acks: Vec<DeliveryTag>,
     /// Inputs done with but not acknowledged by the function (`manual` guarantees).
     unacked: Vec<DeliveryTag>,
-    nacks: Vec<(DeliveryTag, u32, String)>,
+    nacks: Vec<(DeliveryTag, u32, Failure)>,
     reports: Vec<(Arc<Message>, Outcome)>,
     counts: BatchCounts,
     commits: Commits,
@@ -103,7 +103,7 @@ pub(super) struct InstanceLoop {
 enum Settled {
     Output(Vec<u8>),
     Filtered,
-    Failed(CallError),
+    Failed(Failure),
 }
 
 impl InstanceLoop {
@@ -198,9 +198,9 @@ impl InstanceLoop {
             }
             self.counts.received += 1;
             if delivery.redelivery_count > self.settings.max_message_retries {
-                let reason = delivery.last_failure.as_deref().unwrap_or("error: retries exhausted");
-                let (kind, error) = reason.split_once(": ").unwrap_or(("error", reason));
-                self.dead_letter(delivery, kind, error);
+                let exhausted = Failure::new(FailureKind::Error, "retries exhausted");
+                let failure = delivery.last_failure.as_deref().unwrap_or(&exhausted);
+                self.dead_letter(delivery, failure);
                 continue;
             }
             let called = self.call(delivery, ids.format(delivery.message_id));
@@ -300,9 +300,9 @@ impl InstanceLoop {
                 } else if !runtime_acks && acked {
                     self.acks.push(delivery.tag);
                 } else if delivery.redelivery_count >= self.settings.max_message_retries {
-                    self.dead_letter(delivery, error.kind.as_str(), &error.message);
+                    self.dead_letter(delivery, &error);
                 } else {
-                    self.nacks.push((delivery.tag, delivery.redelivery_count, error.to_string()));
+                    self.nacks.push((delivery.tag, delivery.redelivery_count, error));
                 }
             }
         }
@@ -314,7 +314,8 @@ impl InstanceLoop {
     }
 
     /// Queues the input for the dead-letter topic, with why, and acknowledges it.
-    fn dead_letter(&mut self, delivery: &Delivery, reason: &str, error: &str) {
+    fn dead_letter(&mut self, delivery: &Delivery, failure: &Failure) {
+        let (reason, error) = (failure.kind.as_str(), failure.message.as_str());
         let input = &delivery.message;
         let mut properties = input.properties.clone();
         properties.extend([
@@ -367,8 +368,8 @@ impl InstanceLoop {
             let letters = std::mem::take(&mut self.dead_letters);
             self.commits.publish(commit, self.sink.as_ref(), &self.settings.dead_letter_topic, letters);
         }
-        for (tag, failures, reason) in self.nacks.drain(..) {
-            control.source.nack(tag, self.settings.nack_backoff.after(failures), &reason);
+        for (tag, failures, failure) in self.nacks.drain(..) {
+            control.source.nack(tag, self.settings.nack_backoff.after(failures), &failure);
         }
         if !self.unacked.is_empty() {
             control.source.keep_unacked(&self.unacked);
@@ -413,9 +414,9 @@ impl InstanceLoop {
             Some(error) => {
                 tracing::error!(%error, inputs = acks.len(), "publishing failed; inputs will be redelivered");
                 counts.system_exceptions += acks.len() as u64;
-                let reason = format!("system: {error}");
+                let failure = Failure::new(FailureKind::System, error.to_string());
                 for tag in acks {
-                    source.nack(tag, self.settings.nack_backoff.base, &reason);
+                    source.nack(tag, self.settings.nack_backoff.base, &failure);
                 }
             }
         }
@@ -469,7 +470,7 @@ impl InstanceLoop {
     }
 
     /// Goes back to the old version kept on probation and tells the worker.
-    fn roll_back(&mut self, error: &CallError) {
+    fn roll_back(&mut self, error: &Failure) {
         let Some(probation) = self.probation.take() else { return };
         let failed = std::mem::replace(&mut self.instance, probation.old);
         let (from, to) = (failed.plugin().info.version.clone(), self.instance.plugin().info.version.clone());
@@ -493,7 +494,7 @@ fn run(instance: &mut PluginInstance, record: &FfiRecord<'_>) -> (Settled, bool)
     (settled, instance.take_input_acked())
 }
 
-fn settle(result: Result<Option<&[u8]>, CallError>) -> Settled {
+fn settle(result: Result<Option<&[u8]>, Failure>) -> Settled {
     match result {
         Ok(Some(output)) => Settled::Output(output.to_vec()),
         Ok(None) => Settled::Filtered,

@@ -7,6 +7,7 @@ use super::{
     Worker,
     function::FunctionRunner,
     plugins_dir::{PluginFile, identify},
+    state::FunctionState,
     stats::{Refusal, Reload},
 };
 use crate::{
@@ -27,7 +28,7 @@ impl Worker {
             match self.load(&path, spec_pin(&shared.spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
                 Ok(plugin) => self.start(index, plugin, &path),
                 Err(error) => {
-                    shared.set_state(format!("failed: {error}"));
+                    shared.set_state(FunctionState::Failed(error.to_string()));
                     shared.refuse(Refusal {
                         file: path.display().to_string(),
                         version: None,
@@ -141,7 +142,7 @@ impl Worker {
                 self.runners[index] = Some(runner);
             }
             Err(error) => {
-                shared.set_state(format!("failed: {error}"));
+                shared.set_state(FunctionState::Failed(error.to_string()));
                 shared.refuse(Refusal {
                     file: path.display().to_string(),
                     version: Some(version),

@@ -122,8 +122,7 @@ pub struct Reload {
 pub struct FunctionStatus {
     pub fqfn: String,
     pub plugin: String,
-    /// `running`, `waiting for plugin`, or `failed: <why>`.
-    pub state: String,
+    pub state: super::state::FunctionState,
     pub version: Option<String>,
     pub inputs: Vec<String>,
     pub output: Option<String>,

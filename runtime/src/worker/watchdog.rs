@@ -14,7 +14,10 @@ use std::{
 };
 
 use super::{control::InstanceControl, instance_loop::Backoff};
-use crate::sync::lock;
+use crate::{
+    sync::lock,
+    vocabulary::{Failure, FailureKind},
+};
 
 /// One instance under watch.
 #[derive(Debug)]
@@ -64,7 +67,7 @@ impl Watched {
         control.source.nack(
             call.tag,
             self.backoff.after(call.redelivery_count),
-            &format!("timeout: call ran past {timeout_ms} ms"),
+            &Failure::new(FailureKind::Timeout, format!("call ran past {timeout_ms} ms")),
         );
         control.source.detach();
         tracing::warn!(

@@ -11,6 +11,7 @@ use std::{
 use crate::{
     io::transport::{Delivery, DeliveryTag, Message, MessageId, SubscriptionType},
     sync::{Notify, lock},
+    vocabulary::Failure,
 };
 
 /// A message waiting in a subscription.
@@ -19,7 +20,7 @@ pub(super) struct Pending {
     pub message_id: u64,
     pub message: Arc<Message>,
     pub redelivery_count: u32,
-    pub last_failure: Option<Arc<str>>,
+    pub last_failure: Option<Arc<Failure>>,
 }
 
 /// A subscription: messages are kept from the moment it exists until a consumer acks them.
@@ -227,12 +228,12 @@ impl Subscription {
     }
 
     /// Puts a delivery back for redelivery after `delay`, counting the failure.
-    pub fn nack(&self, id: u64, tag: DeliveryTag, delay: Duration, reason: &str) {
+    pub fn nack(&self, id: u64, tag: DeliveryTag, delay: Duration, failure: &Failure) {
         let mut state = lock(&self.state);
         let Some(consumer) = state.consumers.iter_mut().find(|consumer| consumer.id == id) else { return };
         let Some(mut pending) = consumer.take_in_flight(tag) else { return };
         pending.redelivery_count += 1;
-        pending.last_failure = Some(Arc::from(reason));
+        pending.last_failure = Some(Arc::new(failure.clone()));
         if delay.is_zero() {
             self.route(&mut state, pending, true);
             Self::wake_all(&state);

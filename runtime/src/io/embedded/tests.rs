@@ -1,6 +1,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::*;
+use crate::vocabulary::FailureKind;
 
 fn publish(broker: &EmbeddedBroker, topic: &str, payloads: impl IntoIterator<Item = (Option<&'static str>, String)>) {
     let messages = payloads
@@ -94,9 +95,12 @@ fn a_nack_redelivers_with_a_count_and_a_reason() {
         .expect("subscribe");
     publish(&broker, "t", [(None, "x".to_owned())]);
     let first = drain(source.as_ref(), 10);
-    source.nack(first[0].tag, Duration::ZERO, "panic");
+    source.nack(first[0].tag, Duration::ZERO, &Failure::new(FailureKind::Panic, "boom"));
     let again = drain(source.as_ref(), 10);
-    assert_eq!((again[0].redelivery_count, again[0].last_failure.as_deref()), (1, Some("panic")));
+    assert_eq!(
+        (again[0].redelivery_count, again[0].last_failure.as_deref()),
+        (1, Some(&Failure::new(FailureKind::Panic, "boom")))
+    );
     assert_eq!(again[0].message_id, first[0].message_id);
     source.ack(&[again[0].tag]);
     let counts = broker.counts("t").subscriptions[0].1;
@@ -111,7 +115,7 @@ fn a_delayed_nack_waits_out_its_delay() {
         .expect("subscribe");
     publish(&broker, "t", [(None, "x".to_owned())]);
     let first = drain(source.as_ref(), 10);
-    source.nack(first[0].tag, Duration::from_secs(3600), "error");
+    source.nack(first[0].tag, Duration::from_secs(3600), &Failure::new(FailureKind::Error, "later"));
     assert!(drain(source.as_ref(), 10).is_empty());
     assert_eq!(broker.counts("t").subscriptions[0].1.backlog, 1);
 }

@@ -29,6 +29,7 @@ use crate::io::transport::{
     Delivery, DeliveryTag, Message, MessageId, Source, SubscriptionPosition, SubscriptionRequest, SubscriptionType,
     TransportError,
 };
+use crate::vocabulary::Failure;
 
 /// The first wait before rebuilding a failed consumer; it doubles up to [`MAX_REBUILD_BACKOFF`].
 const MIN_REBUILD_BACKOFF: Duration = Duration::from_millis(200);
@@ -267,16 +268,16 @@ impl PulsarSource {
 
     /// Settles deliveries and returns how many of them this consumer still held; 0 when the
     /// consumer was lost on the way (the broker redelivers them all).
-    async fn settle(&self, settled: impl Iterator<Item = (DeliveryTag, Settle, Option<&str>)>) -> usize {
+    async fn settle(&self, settled: impl Iterator<Item = (DeliveryTag, Settle, Option<&Failure>)>) -> usize {
         let mut state = self.state.lock().await;
         let (mut acks, mut held) = (Vec::new(), 0);
-        for (tag, settle, reason) in settled {
+        for (tag, settle, failure) in settled {
             let Some(received) = state.book.in_flight.remove(&tag) else { continue };
             held += 1;
             let key = || self.failure_key(&received.topic, received.message_id);
             match settle {
                 Settle::Ack => self.client.failures.forget(key),
-                Settle::Nack(_) => self.client.failures.record(key(), reason.unwrap_or("error: failed")),
+                Settle::Nack(_) => self.client.failures.record(key(), failure),
                 Settle::Hold => {}
             }
             match state.book.entries.settle(&received.entry, settle) {
@@ -309,7 +310,7 @@ impl Book {
     fn deliver(
         &mut self,
         message: pulsar::consumer::Message<Vec<u8>>,
-        failures: impl Fn(&Arc<str>, MessageId) -> Option<(u32, Arc<str>)>,
+        failures: impl Fn(&Arc<str>, MessageId) -> Option<(u32, Option<Arc<Failure>>)>,
     ) -> Delivery {
         let pulsar::consumer::Message { topic, payload, message_id, .. } = message;
         let id = message_id.id;
@@ -324,8 +325,7 @@ impl Book {
         let entry = EntryKey { topic: Arc::clone(&topic), ledger: id.ledger_id, entry: id.entry_id, partition };
         let in_batch = u32::try_from(message_id.batch_size.unwrap_or(1)).unwrap_or(1);
         self.entries.received(&entry, in_batch);
-        let (redelivery_count, last_failure) =
-            failures(&topic, message_id_value).map_or((0, None), |(count, reason)| (count, Some(reason)));
+        let (redelivery_count, last_failure) = failures(&topic, message_id_value).unwrap_or((0, None));
         let metadata = payload.metadata;
         let message = Message {
             payload: payload.data,
@@ -359,8 +359,8 @@ impl Source for PulsarSource {
         self.client.runtime.block_on(self.settle(tags.iter().map(|tag| (*tag, Settle::Ack, None))))
     }
 
-    fn nack(&self, tag: DeliveryTag, delay: Duration, reason: &str) {
-        self.client.runtime.block_on(self.settle(std::iter::once((tag, Settle::Nack(delay), Some(reason)))));
+    fn nack(&self, tag: DeliveryTag, delay: Duration, failure: &Failure) {
+        self.client.runtime.block_on(self.settle(std::iter::once((tag, Settle::Nack(delay), Some(failure)))));
     }
 
     /// Forgets the deliveries, which the broker keeps as unacknowledged; an entry with one of
