@@ -92,17 +92,17 @@ fn call(c: &mut Criterion) {
 
         // A first call sizes the instance's output buffer, whose address then stays put.
         let warm = plain_record(&payload, RStr::from_str("bench"), "1");
-        let output = instance.process(&warm).expect("the identity call succeeds").map(<[u8]>::as_ptr);
+        let output = instance.process(&warm).0.expect("the identity call succeeds").map(<[u8]>::as_ptr);
         let ffi_payload = Placed::below(&payload, output.expect("the identity returns its input"));
         let record = plain_record(ffi_payload.bytes(), RStr::from_str("bench"), "1");
         assert_eq!(
-            instance.process(&record).expect("the identity call succeeds"),
+            instance.process(&record).0.expect("the identity call succeeds"),
             Some(payload.as_slice()),
             "the fixture is not the identity"
         );
         group.bench_with_input(BenchmarkId::new("ffi", size), &record, |b, record| {
             b.iter(|| {
-                let result = instance.process(black_box(record)).expect("the identity call succeeds");
+                let result = instance.process(black_box(record)).0.expect("the identity call succeeds");
                 black_box(result);
             });
         });

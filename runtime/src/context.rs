@@ -53,6 +53,22 @@ impl FunctionIdentity {
     }
 }
 
+/// What a call did through its context, to be applied with its input's commit, or dropped with
+/// it when the call's results are discarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The function acknowledged its input (`manual` guarantees).
+    pub acked: bool,
+}
+
+impl Effects {
+    /// What two calls on the same input did (the new version's and the old one's, on probation).
+    #[must_use]
+    pub fn or(self, other: Self) -> Self {
+        Self { acked: self.acked || other.acked }
+    }
+}
+
 /// The host state behind one instance's `HostHandle`. Its address must not change while the
 /// instance lives (it is boxed by [`crate::instance::PluginInstance`]).
 #[derive(Debug)]
@@ -102,9 +118,9 @@ impl InstanceHost {
         &self.identity
     }
 
-    /// Whether the function acknowledged its input since the last call, clearing the answer.
-    pub fn take_input_acked(&self) -> bool {
-        self.input_acked.swap(false, Ordering::Relaxed)
+    /// What the function did through its context since this was last asked.
+    pub fn take_effects(&self) -> Effects {
+        Effects { acked: self.input_acked.swap(false, Ordering::Relaxed) }
     }
 
     /// The FFI context for this host; valid while `self` is neither moved nor dropped.

@@ -10,7 +10,7 @@ use pfn_abi::{
 use thiserror::Error;
 
 use crate::{
-    context::{FunctionIdentity, InstanceHost},
+    context::{Effects, FunctionIdentity, InstanceHost},
     loader::Plugin,
     vocabulary::{Failure, FailureKind},
 };
@@ -90,31 +90,28 @@ impl Plugin {
 }
 
 impl PluginInstance {
-    /// Processes one record: `Ok(Some(bytes))` is the output, `Ok(None)` no output.
+    /// Processes one record: `Ok(Some(bytes))` is the output, `Ok(None)` no output; and what
+    /// the call did through its context (what it did outside a call is dropped).
     ///
     /// Inlined so that callers in other crates read the output buffer's pointer and length as
     /// the plugin left them, without a wide load that stalls on the plugin's narrower store.
     #[inline]
-    pub fn process(&mut self, record: &FfiRecord<'_>) -> Result<Option<&[u8]>, Failure> {
+    pub fn process(&mut self, record: &FfiRecord<'_>) -> (Result<Option<&[u8]>, Failure>, Effects) {
         let Some(handle) = self.handle else {
-            return Err(Failure::new(FailureKind::Error, "instance is closed"));
+            return (Err(Failure::new(FailureKind::Error, "instance is closed")), Effects::default());
         };
         self.out.clear();
-        self.host.take_input_acked();
+        self.host.take_effects();
         // SAFETY: `handle` is live (not closed) and `&mut self` makes this the only call on it;
         // `ffi` points at `self.host`, alive for the call.
         let result = unsafe { (self.process_fn)(handle, &self.ffi, record, &mut self.out) };
-        match result {
+        let effects = self.host.take_effects();
+        let result = match result {
             RResult::ROk(Produced::Output) => Ok(Some(self.out.as_slice())),
             RResult::ROk(Produced::Nothing) => Ok(None),
             RResult::RErr(error) => Err(failure_of(error)),
-        }
-    }
-
-    /// Whether the function acknowledged its input (through its context) during the last
-    /// [`Self::process`]; an ack made outside a call is forgotten when the next one starts.
-    pub fn take_input_acked(&self) -> bool {
-        self.host.take_input_acked()
+        };
+        (result, effects)
     }
 
     /// The plugin this instance runs.

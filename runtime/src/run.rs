@@ -8,14 +8,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use abi_stable::std_types::{RSlice, RStr};
-use pfn_abi::ffi::{FfiRecord, Property};
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
     context::FunctionIdentity,
-    instance::{InitError, PluginInstance, plain_record},
+    execute::{CallOutcome, Executed, Input, Policy, Settlement, execute, properties},
+    instance::{InitError, PluginInstance},
     io::{
         self,
         dead_letter::{DeadLetter, DeadLetterFile},
@@ -132,31 +131,23 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
 
     let mut lines = LineReader::new(reader);
     let mut message_ids = itoa::Buffer::new();
-    let topic = RStr::from_str(&input_name);
+    let topic = input_name.as_str();
     while let Some((number, line)) =
         lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?
     {
         let message_id = message_ids.format(number);
         match options.input_format {
-            InputFormat::Raw => sink.deliver(&mut instance, &plain_record(line, topic, message_id), line)?,
+            InputFormat::Raw => sink.deliver(&mut instance, &Input::plain(line, topic, message_id), line)?,
             InputFormat::Json => match Envelope::parse(line) {
                 Ok(envelope) => {
                     let payload = envelope.payload();
-                    let properties: Vec<Property<'_>> = envelope
-                        .properties
-                        .iter()
-                        .map(|(key, value)| Property { key: RStr::from_str(key), value: RStr::from_str(value) })
-                        .collect();
-                    let record = FfiRecord {
-                        payload: RSlice::from_slice(&payload),
-                        key: envelope.key.as_deref().map(RStr::from_str).into(),
-                        properties: RSlice::from_slice(&properties),
-                        event_time_ms: envelope.event_time.into(),
-                        topic,
-                        message_id: RStr::from_str(message_id),
-                        redelivery_count: 0,
+                    let input = Input {
+                        key: envelope.key.as_deref(),
+                        properties: properties(envelope.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                        event_time_ms: envelope.event_time,
+                        ..Input::plain(&payload, topic, message_id)
                     };
-                    sink.deliver(&mut instance, &record, line)?;
+                    sink.deliver(&mut instance, &input, line)?;
                 }
                 Err(reason) => sink.malformed(message_id, &reason, line)?,
             },
@@ -178,24 +169,27 @@ struct Sink {
 }
 
 impl Sink {
-    /// Calls the function on `record` and writes its result or dead letter.
-    fn deliver(&mut self, instance: &mut PluginInstance, record: &FfiRecord<'_>, line: &[u8]) -> Result<(), RunError> {
+    /// Calls the function on `input` and writes its result or dead letter.
+    fn deliver(&mut self, instance: &mut PluginInstance, input: &Input<'_>, line: &[u8]) -> Result<(), RunError> {
         self.summary.messages += 1;
-        match instance.process(record) {
-            Ok(Some(result)) => {
+        let Executed { outcome, effects } = execute(instance, input);
+        let settlement = Policy::RUN.settle(&outcome, &effects, input.redelivery_count);
+        match outcome {
+            CallOutcome::Output(result) => {
                 write_result(&mut self.output, self.format, result).map_err(|e| self.output_error(e))?;
                 self.summary.outputs += 1;
             }
-            Ok(None) => self.summary.filtered += 1,
-            Err(error) => {
+            CallOutcome::Filtered => self.summary.filtered += 1,
+            CallOutcome::Failed(error) => {
+                debug_assert_eq!(settlement, Settlement::DeadLetter, "pfn run dead-letters every failure");
                 match error.kind {
                     FailureKind::Error => self.summary.errors += 1,
                     FailureKind::Panic => self.summary.panics += 1,
                     FailureKind::BadInput => self.summary.bad_input += 1,
                     FailureKind::Timeout | FailureKind::System | FailureKind::Malformed => {}
                 }
-                tracing::debug!(message_id = %record.message_id, %error, "message dead-lettered");
-                self.dead_letter(record.message_id.as_str(), error.kind.as_str(), &error.message, line)?;
+                tracing::debug!(message_id = %input.message_id, %error, "message dead-lettered");
+                self.dead_letter(input.message_id, error.kind.as_str(), &error.message, line)?;
             }
         }
         Ok(())

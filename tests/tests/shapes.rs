@@ -36,7 +36,7 @@ fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, Plu
 }
 
 fn call(instance: &mut PluginInstance, payload: &[u8], message_id: &str) -> Outcome {
-    match instance.process(&plain_record(payload, RStr::from_str("in"), message_id)) {
+    match instance.process(&plain_record(payload, RStr::from_str("in"), message_id)).0 {
         Ok(Some(bytes)) => Outcome::Output(bytes.to_vec()),
         Ok(None) => Outcome::Nothing,
         Err(error) => Outcome::Failed(error.kind),
@@ -133,7 +133,7 @@ fn shared_context_and_input_with_user_config() {
 #[test]
 fn mutable_context_and_input_reaching_an_unavailable_facility() {
     let (_dir, mut instance) = instance("ctx-mut-bytes", &[]);
-    let error = instance.process(&plain_record(b"x", RStr::from_str("in"), "0")).expect_err("state is not here yet");
+    let error = instance.process(&plain_record(b"x", RStr::from_str("in"), "0")).0.expect_err("state is not here yet");
     assert_eq!(error.kind, FailureKind::Error);
     assert_eq!(error.message, "state is not available in this runtime yet");
 }

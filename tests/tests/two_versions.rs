@@ -22,8 +22,8 @@ fn two_versions_answer_side_by_side() {
     for n in 0..1000 {
         let payload = format!("m{n}");
         let record = plain_record(payload.as_bytes(), RStr::from_str("t"), "id");
-        let from_old = old_instance.process(&record).expect("v1.0.0 call").map(<[u8]>::to_vec);
-        let from_new = new_instance.process(&record).expect("v1.2.0 call").map(<[u8]>::to_vec);
+        let from_old = old_instance.process(&record).0.expect("v1.0.0 call").map(<[u8]>::to_vec);
+        let from_new = new_instance.process(&record).0.expect("v1.2.0 call").map(<[u8]>::to_vec);
         assert_eq!(from_old, Some(format!("m{n} from v1.0.0 on 0").into_bytes()));
         assert_eq!(from_new, Some(format!("m{n} from v1.2.0 on 0").into_bytes()));
     }

@@ -33,7 +33,7 @@ fn assert_still_serving(loader: &Loader) {
     let plugin = loader.load(&good, Pin::Manifest).expect("the example plugin loads");
     let mut instance = plugin.instantiate(FunctionIdentity::default()).expect("init succeeds");
     let record = plain_record(b"still here", RStr::from_str("t"), "1");
-    assert_eq!(instance.process(&record).expect("call succeeds"), Some(&b"still here!"[..]));
+    assert_eq!(instance.process(&record).0.expect("call succeeds"), Some(&b"still here!"[..]));
 }
 
 #[test]

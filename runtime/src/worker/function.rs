@@ -23,6 +23,7 @@ use super::{
 use crate::{
     config::FunctionSpec,
     context::FunctionIdentity,
+    execute::Policy,
     instance::{InitError, PluginInstance},
     io::transport::{Sink, Transport, TransportError},
     loader::Plugin,
@@ -186,8 +187,7 @@ impl FunctionRunner {
             output: spec.output.clone(),
             forward_properties: spec.forward_source_message_property,
             dead_letter_topic: spec.dead_letter(),
-            max_message_retries: spec.max_message_retries,
-            guarantees: spec.processing_guarantees,
+            policy: Policy { guarantees: spec.processing_guarantees, max_message_retries: spec.max_message_retries },
             timeouts: spec.timeout_ms.is_some(),
             nack_backoff: wiring.backoff,
         });

@@ -12,9 +12,6 @@ use std::{
     time::Duration,
 };
 
-use abi_stable::std_types::{RSlice, RStr};
-use pfn_abi::ffi::{FfiRecord, Property};
-
 use super::{
     WorkerEvent,
     commits::{Commit, Commits},
@@ -23,6 +20,7 @@ use super::{
     stats::BatchCounts,
 };
 use crate::{
+    execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement, execute},
     instance::PluginInstance,
     io::transport::{Delivery, DeliveryTag, Message, MessageIdText, Sink, TransportError},
     sync::lock,
@@ -48,8 +46,7 @@ pub(super) struct LoopSettings {
     /// Outputs keep their input's properties and event time.
     pub forward_properties: bool,
     pub dead_letter_topic: String,
-    pub max_message_retries: u32,
-    pub guarantees: ProcessingGuarantees,
+    pub policy: Policy,
     pub timeouts: bool,
     pub nack_backoff: Backoff,
 }
@@ -99,12 +96,8 @@ pub(super) struct InstanceLoop {
     finished: Vec<Commit>,
 }
 
-/// What one message came to.
-enum Settled {
-    Output(Vec<u8>),
-    Filtered,
-    Failed(Failure),
-}
+/// What one message came to, with its output copied out of the instance.
+type Called = (CallOutcome<Vec<u8>>, Effects);
 
 impl InstanceLoop {
     pub fn new(
@@ -185,7 +178,7 @@ impl InstanceLoop {
 
     fn process_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);
-        if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
+        if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
             let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
             // Counted now: a batch taken back by the watchdog is still acknowledged.
             let acked = self.control.source.ack(&tags) as u64;
@@ -197,8 +190,8 @@ impl InstanceLoop {
                 self.take_swap();
             }
             self.counts.received += 1;
-            if delivery.redelivery_count > self.settings.max_message_retries {
-                let exhausted = Failure::new(FailureKind::Error, "retries exhausted");
+            if self.settings.policy.exhausted(delivery.redelivery_count) {
+                let exhausted = Policy::exhausted_failure();
                 let failure = delivery.last_failure.as_deref().unwrap_or(&exhausted);
                 self.dead_letter(delivery, failure);
                 continue;
@@ -214,37 +207,23 @@ impl InstanceLoop {
     }
 
     /// Calls the running version (and, on probation, the old one when the new one fails):
-    /// what the message came to, and whether the function acknowledged it.
-    fn call(&mut self, delivery: &Delivery, message_id: &str) -> (Settled, bool) {
-        let message = &delivery.message;
-        let properties: Vec<Property<'_>> = message
-            .properties
-            .iter()
-            .map(|(key, value)| Property { key: RStr::from_str(key), value: RStr::from_str(value) })
-            .collect();
-        let record = FfiRecord {
-            payload: RSlice::from_slice(&message.payload),
-            key: message.key.as_deref().map(RStr::from_str).into(),
-            properties: RSlice::from_slice(&properties),
-            event_time_ms: message.event_time_ms.into(),
-            topic: RStr::from_str(&delivery.topic),
-            message_id: RStr::from_str(message_id),
-            redelivery_count: delivery.redelivery_count,
-        };
+    /// what the message came to, and what the call did.
+    fn call(&mut self, delivery: &Delivery, message_id: &str) -> Called {
+        let input = Input::of_delivery(delivery, message_id);
         if self.settings.timeouts {
             self.control.watch.enter(delivery);
         }
-        let called = run(&mut self.instance, &record);
+        let called = call(&mut self.instance, &input);
         let called = match (called, self.probation.as_mut()) {
-            ((Settled::Failed(error), acked), Some(probation)) => match run(&mut probation.old, &record) {
-                (Settled::Failed(_), old_acked) => (Settled::Failed(error), acked || old_acked),
-                (old_settled, old_acked) => {
+            ((CallOutcome::Failed(error), effects), Some(probation)) => match call(&mut probation.old, &input) {
+                (CallOutcome::Failed(_), old_effects) => (CallOutcome::Failed(error), effects.or(old_effects)),
+                (old_outcome, old_effects) => {
                     probation.regressions += 1;
                     if probation.regressions >= probation.threshold {
                         self.roll_back(&error);
                     }
-                    // An acknowledgement made by either version stands.
-                    (old_settled, acked || old_acked)
+                    // What either version did through its context stands.
+                    (old_outcome, effects.or(old_effects))
                 }
             },
             (called, Some(_)) => {
@@ -259,15 +238,13 @@ impl InstanceLoop {
         called
     }
 
-    /// Queues what a message came to. Under `at_most_once` a failed input was acknowledged
-    /// already and is only counted. Under `manual` an input is acknowledged only when the
-    /// function acknowledged it (`acked`); one it did not stays unacknowledged, and one it
-    /// acknowledged and then failed on is not retried.
-    fn settle(&mut self, delivery: &Delivery, (settled, acked): (Settled, bool)) {
-        let runtime_acks = self.settings.guarantees != ProcessingGuarantees::Manual;
+    /// Queues what a message came to, as the function's policy settles it.
+    fn settle(&mut self, delivery: &Delivery, (outcome, effects): Called) {
+        let settlement = self.settings.policy.settle(&outcome, &effects, delivery.redelivery_count);
         let report = self.outcomes.anyone_waiting();
-        match settled {
-            Settled::Output(payload) => {
+        let failure = outcome.failure().cloned();
+        match outcome {
+            CallOutcome::Output(payload) => {
                 self.counts.processed_successfully += 1;
                 self.counts.outputs += 1;
                 if report {
@@ -282,35 +259,30 @@ impl InstanceLoop {
                     }
                     self.outputs.push(output);
                 }
-                self.keep_or_ack(delivery.tag, runtime_acks || acked);
             }
-            Settled::Filtered => {
+            CallOutcome::Filtered => {
                 self.counts.processed_successfully += 1;
                 self.counts.filtered += 1;
                 if report {
                     self.reports.push((Arc::clone(&delivery.message), Outcome::Filtered));
                 }
-                self.keep_or_ack(delivery.tag, runtime_acks || acked);
             }
-            Settled::Failed(error) => {
+            CallOutcome::Failed(error) => {
                 self.counts.user_exceptions += 1;
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
-                if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
-                    // Acknowledged when received: counted, never retried.
-                } else if !runtime_acks && acked {
-                    self.acks.push(delivery.tag);
-                } else if delivery.redelivery_count >= self.settings.max_message_retries {
-                    self.dead_letter(delivery, &error);
-                } else {
-                    self.nacks.push((delivery.tag, delivery.redelivery_count, error));
-                }
             }
         }
-    }
-
-    /// Queues a processed input to be acknowledged, or to stay unacknowledged.
-    fn keep_or_ack(&mut self, tag: DeliveryTag, ack: bool) {
-        if ack { self.acks.push(tag) } else { self.unacked.push(tag) }
+        match (settlement, failure) {
+            (Settlement::Ack, _) => self.acks.push(delivery.tag),
+            (Settlement::Keep, _) => self.unacked.push(delivery.tag),
+            (Settlement::AckedAlready, _) => {}
+            (Settlement::DeadLetter, Some(failure)) => self.dead_letter(delivery, &failure),
+            (Settlement::Retry, Some(failure)) => self.nacks.push((delivery.tag, delivery.redelivery_count, failure)),
+            (Settlement::DeadLetter | Settlement::Retry, None) => {
+                debug_assert!(false, "only a failed call is retried or dead-lettered");
+                self.acks.push(delivery.tag);
+            }
+        }
     }
 
     /// Queues the input for the dead-letter topic, with why, and acknowledges it.
@@ -401,7 +373,7 @@ impl InstanceLoop {
         let mut counts = BatchCounts::default();
         match failure {
             None => {
-                let acked = if self.settings.guarantees == ProcessingGuarantees::AtMostOnce {
+                let acked = if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
                     0 // acknowledged and counted when received
                 } else {
                     source.ack(&acks)
@@ -488,16 +460,8 @@ impl InstanceLoop {
     }
 }
 
-/// Calls `instance` on `record`: what it came to, and whether the function acknowledged it.
-fn run(instance: &mut PluginInstance, record: &FfiRecord<'_>) -> (Settled, bool) {
-    let settled = settle(instance.process(record));
-    (settled, instance.take_input_acked())
-}
-
-fn settle(result: Result<Option<&[u8]>, Failure>) -> Settled {
-    match result {
-        Ok(Some(output)) => Settled::Output(output.to_vec()),
-        Ok(None) => Settled::Filtered,
-        Err(error) => Settled::Failed(error),
-    }
+/// Calls `instance` on `input`, copying the output out of it.
+fn call(instance: &mut PluginInstance, input: &Input<'_>) -> Called {
+    let Executed { outcome, effects } = execute(instance, input);
+    (outcome.to_owned_output(), effects)
 }
