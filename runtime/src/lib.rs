@@ -10,6 +10,7 @@
 //! - [`context`]: the host side of the context vtable a plugin calls back into.
 //! - [`io`]: sources and sinks (the embedded and Pulsar transports, lines from files or stdin,
 //!   the dead-letter file).
+//! - [`state`]: durable per-function state (redb), with group-committed writes.
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
 //! - [`worker`]: `pfn worker`, every function of a directory on embedded topics or Pulsar, with
 //!   hot reload.
@@ -28,6 +29,7 @@ pub mod io;
 pub mod loader;
 pub mod resources;
 pub mod run;
+pub mod state;
 pub mod sync;
 pub mod verify;
 pub mod vocabulary;
