@@ -73,18 +73,26 @@ for module in $(features_of hand-built); do
     cp "$BUILD/release/libhand_built.so" "$FIXTURES_OUT/hand-built/$module.so"
 done
 
-say "building the versioned fixture at several versions"
-for version in 1.0.0 1.1.0 1.2.0 2.0.0; do
-    src="$TARGET/fixture-src/versioned-$version"
+# Builds the versioned fixture as version $1 against the plugin interface in $2, into $3.
+build_versioned() {
+    local version="$1" abi="$2" dest="$3" src
+    src="$TARGET/fixture-src/versioned-$version-$(basename "$abi")"
     rm -rf "$src" && mkdir -p "$src"
     cp -r tests/fixtures/versioned/src "$src/"
     sed -e "s/^version = .*/version = \"$version\"/" \
-        -e "s|path = \"../../../plugin-abi\"|path = \"$ROOT/plugin-abi\"|" \
+        -e "s|path = \"../../../plugin-abi\"|path = \"$abi\"|" \
         tests/fixtures/versioned/Cargo.toml > "$src/Cargo.toml"
     # The workspace's release profile, so the dependencies built for the other plugins are reused.
     printf '\n[workspace]\n\n[profile.release]\npanic = "unwind"\ndebug = "line-tables-only"\n' >> "$src/Cargo.toml"
     cp Cargo.lock "$src/Cargo.lock"
     cargo build --release --quiet --offline --manifest-path "$src/Cargo.toml" --target-dir "$BUILD"
-    install_checked "$BUILD/release/libversioned.so" "$version" "$FIXTURES_OUT/versioned/$version/libversioned.so"
+    install_checked "$BUILD/release/libversioned.so" "$version" "$dest"
+}
+
+say "building the versioned fixture at several versions"
+for version in 1.0.0 1.1.0 1.2.0 2.0.0; do
+    build_versioned "$version" "$ROOT/plugin-abi" "$FIXTURES_OUT/versioned/$version/libversioned.so"
 done
+say "building the versioned fixture against the plugin interface as released at 1.0.0"
+build_versioned 1.0.0 "$ROOT/tests/abi-1.0.0" "$FIXTURES_OUT/abi-1.0.0/libversioned.so"
 say "plugins in $PLUGINS_OUT, fixtures in $FIXTURES_OUT"

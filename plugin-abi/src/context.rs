@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use abi_stable::std_types::{RSlice, RStr};
+use abi_stable::std_types::{RSlice, RStr, RString};
 
 use crate::ffi::{
     ContextErrorKind, CtxResult, FfiContext, FfiContextError, FfiRecord, FunctionInfo, OutMessage, Property,
@@ -29,6 +29,14 @@ impl std::error::Error for ContextError {}
 impl From<FfiContextError> for ContextError {
     fn from(error: FfiContextError) -> Self {
         Self { kind: error.kind, message: error.message.into_string() }
+    }
+}
+
+/// The error for a call the host's vtable is too old to have.
+fn older_host(call: &str) -> ContextError {
+    ContextError {
+        kind: ContextErrorKind::NotAvailable,
+        message: format!("{call} needs a runtime with plugin interface 1.1 or later"),
     }
 }
 
@@ -138,6 +146,21 @@ impl<'a> Context<'a> {
     /// Reads a counter (0 when it was never incremented).
     pub fn get_counter(&self, key: &str) -> Result<i64, ContextError> {
         lift((self.ffi.vtable.state_get_counter())(self.ffi.host, RStr::from_str(key)))
+    }
+
+    /// Up to `limit` state keys that start with `prefix`, in order, after `start_after` when
+    /// given: pass the last key of a page to get the next one. The host returns at most 1,000
+    /// keys a page.
+    pub fn list_state(&self, prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<String>, ContextError> {
+        let list = self.ffi.vtable.state_list().ok_or_else(|| older_host("list_state"))?;
+        let keys = lift(list(self.ffi.host, RStr::from_str(prefix), start_after.map(RStr::from_str).into(), limit))?;
+        Ok(keys.into_iter().map(RString::into_string).collect())
+    }
+
+    /// Deletes every state key that starts with `prefix` (an empty prefix: all of them).
+    pub fn delete_state_prefix(&self, prefix: &str) -> Result<(), ContextError> {
+        let delete = self.ffi.vtable.state_delete_prefix().ok_or_else(|| older_host("delete_state_prefix"))?;
+        lift(delete(self.ffi.host, RStr::from_str(prefix)))
     }
 
     /// Records one value of a user metric.

@@ -161,7 +161,9 @@ pub struct FfiContextError {
 /// A context call's result.
 pub type CtxResult<T> = RResult<T, FfiContextError>;
 
-/// The host's callbacks. A prefix type: new callbacks are appended after `ack`.
+/// The host's callbacks. A prefix type: new callbacks are appended at the end, and those after
+/// `ack` (added in 1.1) may be missing from an older host's table, which the plugin's
+/// [`crate::Context`] reports as `NotAvailable`.
 ///
 /// String slices returned with a `'static` lifetime are valid while the instance lives.
 #[repr(C)]
@@ -199,4 +201,16 @@ pub struct HostVtable {
     /// Acknowledges the current input (functions with `manual` processing guarantees).
     #[sabi(last_prefix_field)]
     pub ack: extern "C" fn(host: HostHandle) -> CtxResult<()>,
+    /// Up to `limit` state keys that start with `prefix` and sort after `start_after`, in order
+    /// (since 1.1).
+    #[sabi(missing_field(option))]
+    pub state_list: extern "C" fn(
+        host: HostHandle,
+        prefix: RStr<'_>,
+        start_after: ROption<RStr<'_>>,
+        limit: u32,
+    ) -> CtxResult<RVec<RString>>,
+    /// Deletes every state key that starts with `prefix` (since 1.1).
+    #[sabi(missing_field(option))]
+    pub state_delete_prefix: extern "C" fn(host: HostHandle, prefix: RStr<'_>) -> CtxResult<()>,
 }

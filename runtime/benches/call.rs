@@ -19,7 +19,7 @@ use std::{
 use abi_stable::std_types::RStr;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pfn::{
-    context::FunctionIdentity,
+    context::{FunctionIdentity, Services},
     instance::plain_record,
     loader::{Loader, Pin, PluginCache},
     verify::Sha256Digest,
@@ -72,7 +72,8 @@ fn call(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}; run scripts/build-plugins.sh first", library.display()));
     let loader = Loader::new(PluginCache::new(target.join("bench").join("plugin-cache")));
     let plugin = loader.load(&library, Pin::Digest(Sha256Digest::of(&bytes))).expect("the fixture loads");
-    let mut instance = plugin.instantiate(FunctionIdentity::default()).expect("the fixture instantiates");
+    let mut instance =
+        plugin.instantiate(FunctionIdentity::default(), Services::default()).expect("the fixture instantiates");
 
     let mut group = c.benchmark_group("identity");
     for size in SIZES {

@@ -176,6 +176,7 @@ impl Dirs {
             watch_interval,
             grace_period: Duration::from_secs(10),
             nack_backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(10) },
+            state_store: self.functions.with_file_name("state.redb"),
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Input file, one message per line (default: stdin).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Where the function's state is kept, to read again by later runs (default: a temporary
+    /// directory, removed at the end).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Output file, one result per line (default: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -149,6 +153,7 @@ fn run_plugin(args: RunArgs, loader: &Loader) -> anyhow::Result<()> {
         plugin: args.plugin,
         pin: args.sha256.map_or(Pin::Manifest, Pin::Digest),
         input: args.input,
+        state_dir: args.state_dir,
         output: args.output,
         dead_letter: args.dead_letter,
         input_format: args.input_format,

@@ -10,7 +10,7 @@ use pfn_abi::{
 use thiserror::Error;
 
 use crate::{
-    context::{Effects, FunctionIdentity, InstanceHost},
+    context::{Effects, FunctionIdentity, InstanceHost, Services},
     loader::Plugin,
     vocabulary::{Failure, FailureKind},
 };
@@ -64,9 +64,10 @@ impl fmt::Debug for PluginInstance {
 }
 
 impl Plugin {
-    /// Creates an instance of the plugin's function, running its `init`.
-    pub fn instantiate(&self, identity: FunctionIdentity) -> Result<PluginInstance, InitError> {
-        let host = Box::new(InstanceHost::new(identity, self.info.version.clone()));
+    /// Creates an instance of the plugin's function with the services it is given, running its
+    /// `init`.
+    pub fn instantiate(&self, identity: FunctionIdentity, services: Services) -> Result<PluginInstance, InitError> {
+        let host = Box::new(InstanceHost::new(identity, self.info.version.clone(), services));
         let ffi = host.ffi_context();
         let new_instance = self.module.0.new_instance();
         // SAFETY: `ffi` points at `host`, which the returned instance owns.
@@ -101,16 +102,16 @@ impl PluginInstance {
             return (Err(Failure::new(FailureKind::Error, "instance is closed")), Effects::default());
         };
         self.out.clear();
-        self.host.take_effects();
+        self.host.begin_call();
         // SAFETY: `handle` is live (not closed) and `&mut self` makes this the only call on it;
         // `ffi` points at `self.host`, alive for the call.
         let result = unsafe { (self.process_fn)(handle, &self.ffi, record, &mut self.out) };
-        let effects = self.host.take_effects();
         let result = match result {
             RResult::ROk(Produced::Output) => Ok(Some(self.out.as_slice())),
             RResult::ROk(Produced::Nothing) => Ok(None),
             RResult::RErr(error) => Err(failure_of(error)),
         };
+        let effects = self.host.end_call(result.is_ok());
         (result, effects)
     }
 

@@ -6,13 +6,14 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    context::FunctionIdentity,
+    context::{FunctionIdentity, Services},
     execute::{CallOutcome, Executed, Input, Policy, Settlement, execute, properties},
     instance::{InitError, PluginInstance},
     io::{
@@ -21,6 +22,7 @@ use crate::{
         lines::{Envelope, InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
     },
     loader::{Loader, Pin},
+    state::{StateError, StateSlot, StateStore},
     verify::VerifyError,
     vocabulary::FailureKind,
 };
@@ -40,6 +42,9 @@ pub struct RunOptions {
     pub output_format: OutputFormat,
     /// The function's identity; an empty name means the plugin's own name.
     pub identity: FunctionIdentity,
+    /// Where the function's state is kept (`state.redb` in it); a fresh temporary directory,
+    /// removed at the end, when `None`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The counts of a run. `messages = outputs + filtered + dead_lettered`.
@@ -91,6 +96,10 @@ pub enum RunError {
     Output { path: String, source: std::io::Error },
     #[error("cannot write dead letters to {path}: {source}")]
     DeadLetter { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot create the state directory: {0}")]
+    StateDir(std::io::Error),
 }
 
 fn describe(path: Option<&Path>, default: &str) -> String {
@@ -113,7 +122,9 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     // whatever the log filter lets through.
     let span = tracing::error_span!("function", fqfn = %identity.fqfn(), version = %plugin.info.version);
     let _entered = span.enter();
-    let mut instance = plugin.instantiate(identity)?;
+    let state = RunState::open(options.state_dir.as_deref())?;
+    let slot = Arc::new(StateSlot::new(state.store.function(&identity.fqfn())));
+    let mut instance = plugin.instantiate(identity, Services { state: Some(Arc::clone(&slot)) })?;
 
     let reader = io::open_input(options.input.as_deref())
         .map_err(|source| RunError::Input { path: input_name.clone(), source })?;
@@ -135,6 +146,9 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     while let Some((number, line)) =
         lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?
     {
+        if number % STATE_BATCH == 0 {
+            slot.commit_batch(|| Box::new(|_| {}));
+        }
         let message_id = message_ids.format(number);
         match options.input_format {
             InputFormat::Raw => sink.deliver(&mut instance, &Input::plain(line, topic, message_id), line)?,
@@ -156,7 +170,35 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     if let Err(error) = instance.close() {
         tracing::warn!(%error, "plugin close failed");
     }
+    let batch = slot.take_batch();
+    slot.store().write_now(batch)?;
     sink.finish()
+}
+
+/// How many input lines share a staging of their state writes.
+const STATE_BATCH: u64 = 1024;
+
+/// The run's state store, and the temporary directory it is in when none was given.
+struct RunState {
+    store: StateStore,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl RunState {
+    fn open(dir: Option<&Path>) -> Result<Self, RunError> {
+        let (dir, temporary) = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(RunError::StateDir)?;
+                (dir.to_path_buf(), None)
+            }
+            None => {
+                let temporary =
+                    tempfile::Builder::new().prefix("pfn-run-state-").tempdir().map_err(RunError::StateDir)?;
+                (temporary.path().to_path_buf(), Some(temporary))
+            }
+        };
+        Ok(Self { store: StateStore::open(&dir.join("state.redb"))?, _temporary: temporary })
+    }
 }
 
 /// Where each message's outcome goes, and the counts.

@@ -48,6 +48,7 @@ use crate::{
         transport::{Message, Sink, Transport, TransportError},
     },
     loader::Loader,
+    state::{StateError, StateStore},
     verify::Sha256Digest,
 };
 
@@ -64,6 +65,8 @@ pub struct WorkerOptions {
     /// How long a shutdown waits for instances to finish the batch in hand.
     pub grace_period: Duration,
     pub nack_backoff: Backoff,
+    /// The state store's file (created when missing).
+    pub state_store: PathBuf,
 }
 
 /// Something the coordinator must act on.
@@ -84,6 +87,8 @@ pub enum WorkerError {
     Directory { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("cannot start the plugin loader thread: {0}")]
     LoaderThread(std::io::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Why a trigger gave no outcome.
@@ -220,6 +225,8 @@ pub struct Worker {
     watched: Arc<Mutex<Vec<Watched>>>,
     stop_watchdog: Arc<AtomicBool>,
     wiring: function::Wiring,
+    /// Dropped last: what the instances staged is flushed before the worker returns.
+    state_store: StateStore,
 }
 
 impl Worker {
@@ -253,8 +260,14 @@ impl Worker {
                 }
             }
         }
-        let functions: Vec<Arc<FunctionShared>> =
-            specs.into_iter().map(|(spec, file)| Arc::new(FunctionShared::new(spec, file))).collect();
+        let state = StateStore::open(&options.state_store)?;
+        let functions: Vec<Arc<FunctionShared>> = specs
+            .into_iter()
+            .map(|(spec, file)| {
+                let store = state.function(&spec.fqfn());
+                Arc::new(FunctionShared::new(spec, file, store))
+            })
+            .collect();
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
         let (transport, sink): (Arc<dyn Transport>, Arc<dyn Sink>) = match &topics {
@@ -288,6 +301,7 @@ impl Worker {
             watched: Arc::new(Mutex::new(Vec::new())),
             stop_watchdog: Arc::new(AtomicBool::new(false)),
             wiring,
+            state_store: state,
         })
     }
 
@@ -297,6 +311,7 @@ impl Worker {
 
     /// Starts the functions, then watches and reloads until shut down; drains and returns.
     pub fn run(mut self) -> WorkerSummary {
+        tracing::info!(path = %self.state_store.path().display(), "state store open");
         let shortest = self.handle.functions.iter().filter_map(|f| f.spec.timeout_ms).min();
         let watchdog = shortest.and_then(|ms| {
             let tick = watchdog::tick_for(Duration::from_millis(ms));

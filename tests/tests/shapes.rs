@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use abi_stable::std_types::RStr;
 use pfn::{
-    context::FunctionIdentity,
+    context::{FunctionIdentity, Services},
     instance::{PluginInstance, plain_record},
     loader::Pin,
     vocabulary::FailureKind,
@@ -31,7 +31,7 @@ fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, Plu
         user_config: user_config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
         ..FunctionIdentity::default()
     };
-    let instance = plugin.instantiate(identity).expect("shape init");
+    let instance = plugin.instantiate(identity, Services::default()).expect("shape init");
     (dir, instance)
 }
 
@@ -135,7 +135,7 @@ fn mutable_context_and_input_reaching_an_unavailable_facility() {
     let (_dir, mut instance) = instance("ctx-mut-bytes", &[]);
     let error = instance.process(&plain_record(b"x", RStr::from_str("in"), "0")).0.expect_err("state is not here yet");
     assert_eq!(error.kind, FailureKind::Error);
-    assert_eq!(error.message, "state is not available in this runtime yet");
+    assert_eq!(error.message, "state is not available to this instance");
 }
 
 #[test]

@@ -1,7 +1,11 @@
 //! Two versions of one plugin loaded at once in one process, each answering as itself.
 
 use abi_stable::std_types::RStr;
-use pfn::{context::FunctionIdentity, instance::plain_record, loader::Pin};
+use pfn::{
+    context::{FunctionIdentity, Services},
+    instance::plain_record,
+    loader::Pin,
+};
 use pfn_tests::fixtures::{loader_in, scratch, sha256_of, versioned};
 
 #[test]
@@ -17,8 +21,8 @@ fn two_versions_answer_side_by_side() {
     assert_eq!((old.version.to_string(), new.version.to_string()), ("1.0.0".into(), "1.2.0".into()));
     assert_ne!(old.info.opened_path, new.info.opened_path, "each version opens from its own copy");
 
-    let mut old_instance = old.instantiate(FunctionIdentity::default()).expect("v1.0.0 init");
-    let mut new_instance = new.instantiate(FunctionIdentity::default()).expect("v1.2.0 init");
+    let mut old_instance = old.instantiate(FunctionIdentity::default(), Services::default()).expect("v1.0.0 init");
+    let mut new_instance = new.instantiate(FunctionIdentity::default(), Services::default()).expect("v1.2.0 init");
     for n in 0..1000 {
         let payload = format!("m{n}");
         let record = plain_record(payload.as_bytes(), RStr::from_str("t"), "id");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::std_types::RStr;
 use pfn::{
-    context::FunctionIdentity,
+    context::{FunctionIdentity, Services},
     instance::plain_record,
     loader::{Loader, Pin},
     verify::{Manifest, Sha256Digest, VerifyError},
@@ -31,7 +31,7 @@ fn refusal(loader: &Loader, path: &Path) -> VerifyError {
 fn assert_still_serving(loader: &Loader) {
     let good = plugin("exclamation");
     let plugin = loader.load(&good, Pin::Manifest).expect("the example plugin loads");
-    let mut instance = plugin.instantiate(FunctionIdentity::default()).expect("init succeeds");
+    let mut instance = plugin.instantiate(FunctionIdentity::default(), Services::default()).expect("init succeeds");
     let record = plain_record(b"still here", RStr::from_str("t"), "1");
     assert_eq!(instance.process(&record).0.expect("call succeeds"), Some(&b"still here!"[..]));
 }

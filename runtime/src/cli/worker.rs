@@ -90,6 +90,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
             base: Duration::from_millis(args.nack_backoff_ms),
             max: Duration::from_millis(args.max_nack_backoff_ms.max(args.nack_backoff_ms)),
         },
+        state_store: state_dir.join("state.redb"),
     };
     // Signals first: a worker still waiting for its broker stops on SIGTERM too.
     let stop_requested = Arc::new(AtomicBool::new(false));

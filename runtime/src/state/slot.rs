@@ -95,6 +95,11 @@ impl StateSlot {
         true
     }
 
+    /// Takes the batch's writes, to stage them elsewhere.
+    pub fn take_batch(&self) -> Layer {
+        std::mem::take(&mut lock(&self.pending).batch)
+    }
+
     /// Drops the batch's writes: the batch was taken back, and its inputs go to be redelivered.
     pub fn discard_batch(&self) {
         let mut pending = lock(&self.pending);

@@ -1,27 +1,40 @@
-//! Batches whose outputs are out for publishing. A batch's inputs are settled only once every
-//! message it published is held by the transport, while the instance goes on with the next
-//! batch; the transport may report from any thread, so results come back through a queue that
-//! the instance's own thread drains.
+//! Batches whose outputs are out for publishing and whose state writes are out for the disk. A
+//! batch's inputs are settled only once every message it published is held by the transport and
+//! its state writes are durable, while the instance goes on with the next batch; the transport
+//! and the state flusher report from their own threads, so results come back through a queue
+//! that the instance's own thread drains.
 
 use std::{
     sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
+use thiserror::Error;
+
 use super::outcomes::Outcome;
 use crate::{
     io::transport::{DeliveryTag, Message, Published, Sink, TransportError},
+    state::{StateError, StateSlot},
     sync::lock,
 };
 
-/// One batch's settlement, waiting for its publishes.
+/// Why a commit's inputs do not count as done: something it waited for was not held.
+#[derive(Debug, Clone, Error)]
+pub(super) enum Unheld {
+    #[error("publishing failed: {0}")]
+    Publish(#[from] TransportError),
+    #[error("state writes failed: {0}")]
+    State(#[from] StateError),
+}
+
+/// One batch's settlement, waiting for its publishes and its state writes.
 #[derive(Debug, Default)]
 pub(super) struct Commit {
     id: u64,
-    /// Publishes not yet reported.
-    publishing: usize,
-    /// The first publish that failed, if any: then no input of the batch counts as done.
-    pub failure: Option<TransportError>,
+    /// Publishes and state flushes not yet reported.
+    pending: usize,
+    /// The first of them that failed, if any: then no input of the batch counts as done.
+    pub failure: Option<Unheld>,
     /// The inputs to acknowledge once every publish is held.
     pub acks: Vec<DeliveryTag>,
     /// What to tell anyone waiting on an input's outcome.
@@ -32,10 +45,10 @@ pub(super) struct Commit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CommitId(u64);
 
-/// Publish results reported by the transport: the commit's id and the result.
+/// Results reported by the transport and the state store: the commit's id and the result.
 #[derive(Debug, Default)]
 struct Reported {
-    results: Mutex<Vec<(u64, Result<(), TransportError>)>>,
+    results: Mutex<Vec<(u64, Result<(), Unheld>)>>,
     arrived: Condvar,
 }
 
@@ -54,22 +67,37 @@ impl Commits {
     pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(Arc<Message>, Outcome)>) -> CommitId {
         self.next_id += 1;
         self.inputs += acks.len();
-        self.open.push(Commit { id: self.next_id, publishing: 0, failure: None, acks, reports });
+        self.open.push(Commit { id: self.next_id, pending: 0, failure: None, acks, reports });
         CommitId(self.next_id)
     }
 
     /// Publishes `messages` to `topic` as part of commit `id`, which must be open.
     pub fn publish(&mut self, id: CommitId, sink: &dyn Sink, topic: &str, messages: Vec<Message>) {
+        let report = self.expect(id);
+        sink.publish_then(topic, messages, Published::new(move |result| report(result.map_err(Unheld::from))));
+    }
+
+    /// Stages the state writes of `slot`'s batch, if any, as part of commit `id`, which must be
+    /// open: its inputs are settled once the writes are on disk.
+    pub fn stage_state(&mut self, id: CommitId, slot: &StateSlot) {
+        slot.commit_batch(|| {
+            let report = self.expect(id);
+            Box::new(move |result| report(result.map_err(Unheld::from)))
+        });
+    }
+
+    /// One more result that commit `id` waits for; the returned callback reports it.
+    fn expect(&mut self, id: CommitId) -> impl FnOnce(Result<(), Unheld>) + Send + 'static {
         let commit = self.open.iter_mut().find(|commit| commit.id == id.0);
-        debug_assert!(commit.is_some(), "publish to commit {} that is not open", id.0);
-        let Some(commit) = commit else { return };
-        commit.publishing += 1;
+        debug_assert!(commit.is_some(), "commit {} is not open", id.0);
+        if let Some(commit) = commit {
+            commit.pending += 1;
+        }
         let reported = Arc::clone(&self.reported);
-        let done = Published::new(move |result| {
+        move |result| {
             lock(&reported.results).push((id.0, result));
             reported.arrived.notify_one();
-        });
-        sink.publish_then(topic, messages, done);
+        }
     }
 
     /// How many commits wait for their publishes.
@@ -94,7 +122,7 @@ impl Commits {
         loop {
             self.apply_reports();
             let before = into.len();
-            into.extend(self.open.extract_if(.., |commit| commit.publishing == 0));
+            into.extend(self.open.extract_if(.., |commit| commit.pending == 0));
             self.inputs -= into[before..].iter().map(|commit| commit.acks.len()).sum::<usize>();
             if into.len() > before || self.open.is_empty() {
                 return;
@@ -118,7 +146,7 @@ impl Commits {
         let results = std::mem::take(&mut *lock(&self.reported.results));
         for (id, result) in results {
             let Some(commit) = self.open.iter_mut().find(|commit| commit.id == id) else { continue };
-            commit.publishing -= 1;
+            commit.pending -= 1;
             if let Err(error) = result {
                 commit.failure.get_or_insert(error);
             }
@@ -201,8 +229,9 @@ mod tests {
         let mut done = settled(&mut commits, Duration::from_secs(10));
         done.sort_by_key(|commit| commit.acks[0]);
         assert_eq!(done.len(), 2);
-        assert_eq!(done[0].failure, Some(TransportError::Topic { topic: "out".into(), reason: "no receipt".into() }));
-        assert_eq!(done[1].failure, None);
+        let refused = TransportError::Topic { topic: "out".into(), reason: "no receipt".into() };
+        assert!(matches!(&done[0].failure, Some(Unheld::Publish(error)) if *error == refused));
+        assert!(done[1].failure.is_none());
     }
 
     #[test]
@@ -214,7 +243,7 @@ mod tests {
         drop(pending.recv().expect("the publish"));
         let done = settled(&mut commits, Duration::from_secs(10));
         assert_eq!(done.len(), 1);
-        assert_eq!(done[0].failure, Some(TransportError::Closed));
+        assert!(matches!(done[0].failure, Some(Unheld::Publish(TransportError::Closed))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::stats::InstanceStats;
 use crate::{
     instance::PluginInstance,
     io::transport::{Delivery, DeliveryTag, MessageId, Source},
+    state::StateSlot,
     sync::lock,
 };
 
@@ -26,6 +27,8 @@ pub(super) struct Swap {
 pub(super) struct InstanceControl {
     pub id: u32,
     pub source: Arc<dyn Source>,
+    /// The instance's state writes in progress, shared by the versions it runs.
+    pub state: Arc<StateSlot>,
     pub stats: InstanceStats,
     pub stop: AtomicBool,
     pub swap_ready: AtomicBool,
@@ -38,10 +41,11 @@ pub(super) struct InstanceControl {
 }
 
 impl InstanceControl {
-    pub fn new(id: u32, source: Arc<dyn Source>, version: &str) -> Self {
+    pub fn new(id: u32, source: Arc<dyn Source>, version: &str, state: Arc<StateSlot>) -> Self {
         Self {
             id,
             source,
+            state,
             stats: InstanceStats::new(version),
             stop: AtomicBool::new(false),
             swap_ready: AtomicBool::new(false),

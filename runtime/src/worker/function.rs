@@ -22,11 +22,12 @@ use super::{
 };
 use crate::{
     config::FunctionSpec,
-    context::FunctionIdentity,
+    context::{FunctionIdentity, Services},
     execute::Policy,
     instance::{InitError, PluginInstance},
     io::transport::{Sink, Transport, TransportError},
     loader::Plugin,
+    state::{FunctionStore, StateSlot},
     sync::lock,
 };
 
@@ -34,6 +35,8 @@ use crate::{
 #[derive(Debug)]
 pub struct FunctionShared {
     pub spec: FunctionSpec,
+    /// The function's state, shared by its instances and read and written by the command line.
+    pub store: FunctionStore,
     pub fqfn: String,
     /// The file the spec was read from.
     pub spec_file: PathBuf,
@@ -46,8 +49,9 @@ pub struct FunctionShared {
 }
 
 impl FunctionShared {
-    pub fn new(spec: FunctionSpec, spec_file: PathBuf) -> Self {
+    pub fn new(spec: FunctionSpec, spec_file: PathBuf, store: FunctionStore) -> Self {
         Self {
+            store,
             fqfn: spec.fqfn(),
             spec,
             spec_file,
@@ -162,9 +166,24 @@ pub(super) struct FunctionRunner {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Creates one instance of `plugin` per instance id of the function.
-fn instantiate_all(spec: &FunctionSpec, plugin: &Plugin) -> Result<Vec<PluginInstance>, InitError> {
-    (0..spec.parallelism).map(|id| plugin.instantiate(FunctionIdentity::for_spec(spec, id))).collect()
+/// Creates one instance of `plugin` per instance id of the function, each with its state slot.
+fn instantiate_all(
+    spec: &FunctionSpec,
+    plugin: &Plugin,
+    slots: &[Arc<StateSlot>],
+) -> Result<Vec<PluginInstance>, InitError> {
+    (0..spec.parallelism).zip(slots).map(|(id, slot)| instantiate(spec, plugin, id, slot)).collect()
+}
+
+/// Creates instance `id` of `plugin`, with state slot `slot`.
+fn instantiate(
+    spec: &FunctionSpec,
+    plugin: &Plugin,
+    id: u32,
+    slot: &Arc<StateSlot>,
+) -> Result<PluginInstance, InitError> {
+    let services = Services { state: Some(Arc::clone(slot)) };
+    plugin.instantiate(FunctionIdentity::for_spec(spec, id), services)
 }
 
 impl FunctionRunner {
@@ -180,7 +199,9 @@ impl FunctionRunner {
         if let Err(refusal) = wiring.transport.offers(spec.processing_guarantees) {
             return Err(StartError::Unsupported { fqfn, refusal });
         }
-        let instances = instantiate_all(spec, &plugin)?;
+        let slots: Vec<Arc<StateSlot>> =
+            (0..spec.parallelism).map(|_| Arc::new(StateSlot::new(shared.store.clone()))).collect();
+        let instances = instantiate_all(spec, &plugin, &slots)?;
         let settings = Arc::new(LoopSettings {
             fqfn: fqfn.clone(),
             function: index,
@@ -195,12 +216,12 @@ impl FunctionRunner {
         let mut threads = Vec::new();
         let mut watched = Vec::new();
         let request = spec.subscription_request();
-        for (id, instance) in (0..).zip(instances) {
+        for ((id, instance), slot) in (0..).zip(instances).zip(slots) {
             let source = wiring
                 .transport
                 .subscribe(&request)
                 .map_err(|source| StartError::Subscribe { fqfn: fqfn.clone(), source })?;
-            let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version));
+            let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version, slot));
             if let Some(timeout_ms) = spec.timeout_ms {
                 let timeout = Duration::from_millis(timeout_ms);
                 watched.push(Watched::new(fqfn.clone(), timeout, wiring.backoff, Arc::clone(&control)));
@@ -230,7 +251,8 @@ impl FunctionRunner {
     /// Initialises an instance of `plugin` per instance, then leaves each one to be switched
     /// to at its instance's next message boundary. Nothing changes if any init fails.
     pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
-        let instances = instantiate_all(&self.shared.spec, &plugin)?;
+        let slots: Vec<Arc<StateSlot>> = self.controls.iter().map(|control| Arc::clone(&control.state)).collect();
+        let instances = instantiate_all(&self.shared.spec, &plugin, &slots)?;
         for (control, instance) in self.controls.iter().zip(instances) {
             // A swap the instance had not taken yet is superseded by this one.
             drop(control.offer_swap(Swap { instance, probation }));
@@ -255,7 +277,7 @@ impl FunctionRunner {
             if *lock(&control.stats.version) != from {
                 continue;
             }
-            match previous.instantiate(FunctionIdentity::for_spec(&self.shared.spec, control.id)) {
+            match instantiate(&self.shared.spec, &previous, control.id, &control.state) {
                 Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
                 Err(error) => {
                     tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")

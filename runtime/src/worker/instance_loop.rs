@@ -320,6 +320,7 @@ impl InstanceLoop {
             self.control.revoked.store(false, Ordering::Release);
             let discarded = self.outputs.len();
             self.discard();
+            self.control.state.discard_batch();
             if !self.control.stop.load(Ordering::Acquire) {
                 self.control.source.attach();
             }
@@ -340,6 +341,7 @@ impl InstanceLoop {
             let letters = std::mem::take(&mut self.dead_letters);
             self.commits.publish(commit, self.sink.as_ref(), &self.settings.dead_letter_topic, letters);
         }
+        self.commits.stage_state(commit, &self.control.state);
         for (tag, failures, failure) in self.nacks.drain(..) {
             control.source.nack(tag, self.settings.nack_backoff.after(failures), &failure);
         }
@@ -384,7 +386,7 @@ impl InstanceLoop {
                 }
             }
             Some(error) => {
-                tracing::error!(%error, inputs = acks.len(), "publishing failed; inputs will be redelivered");
+                tracing::error!(%error, inputs = acks.len(), "commit failed; inputs will be redelivered");
                 counts.system_exceptions += acks.len() as u64;
                 let failure = Failure::new(FailureKind::System, error.to_string());
                 for tag in acks {

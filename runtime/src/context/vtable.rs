@@ -1,0 +1,219 @@
+//! The callbacks a plugin's `Context` calls into, one per `HostVtable` field.
+//!
+//! Every callback runs under `catch_unwind`, so a host-side panic never unwinds into a plugin.
+//! Facilities that belong to later parts of the runtime (metrics, publish, secrets) answer
+//! `NotAvailable` with a message saying so.
+
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::atomic::Ordering,
+};
+
+use abi_stable::{
+    prefix_type::WithMetadata,
+    std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
+};
+use pfn_abi::ffi::{
+    ContextErrorKind, CtxResult, FfiContextError, FunctionInfo, HostHandle, HostVtable, HostVtableRef, LogLevel,
+    OutMessage, Property,
+};
+
+use super::{InstanceHost, pinned_view};
+use crate::state::{StateError, StateSlot};
+
+/// Recovers the host state from a handle.
+///
+/// # Safety
+/// `host` must come from [`InstanceHost::ffi_context`] of a live `InstanceHost`.
+unsafe fn host_of<'a>(host: HostHandle) -> &'a InstanceHost {
+    // SAFETY: per this function's contract.
+    unsafe { &*host.0.cast::<InstanceHost>() }
+}
+
+/// Runs a callback body so that a host panic becomes `fallback` instead of unwinding.
+fn guarded<T>(fallback: impl FnOnce() -> T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| fallback())
+}
+
+fn failure<T>(kind: ContextErrorKind, message: impl Into<String>) -> CtxResult<T> {
+    RResult::RErr(FfiContextError { kind, message: RString::from(message.into()) })
+}
+
+fn guarded_ctx<T>(body: impl FnOnce() -> CtxResult<T>) -> CtxResult<T> {
+    guarded(|| failure(ContextErrorKind::Failed, "the runtime failed while serving this call"), body)
+}
+
+fn not_available<T>(facility: &str) -> CtxResult<T> {
+    failure(ContextErrorKind::NotAvailable, format!("{facility} is not available in this runtime yet"))
+}
+
+extern "C" fn log_enabled(level: LogLevel) -> bool {
+    guarded(
+        || false,
+        || match level {
+            LogLevel::Error => tracing::enabled!(target: "pfn::plugin", tracing::Level::ERROR),
+            LogLevel::Warn => tracing::enabled!(target: "pfn::plugin", tracing::Level::WARN),
+            LogLevel::Info => tracing::enabled!(target: "pfn::plugin", tracing::Level::INFO),
+            LogLevel::Debug => tracing::enabled!(target: "pfn::plugin", tracing::Level::DEBUG),
+            LogLevel::Trace => tracing::enabled!(target: "pfn::plugin", tracing::Level::TRACE),
+        },
+    )
+}
+
+extern "C" fn log(level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+    let (target, message) = (target.as_str(), message.as_str());
+    guarded(
+        || (),
+        || match level {
+            LogLevel::Error => tracing::error!(target: "pfn::plugin", plugin_target = target, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "pfn::plugin", plugin_target = target, "{message}"),
+            LogLevel::Info => tracing::info!(target: "pfn::plugin", plugin_target = target, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "pfn::plugin", plugin_target = target, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "pfn::plugin", plugin_target = target, "{message}"),
+        },
+    );
+}
+
+extern "C" fn function_info(host: HostHandle) -> FunctionInfo<'static> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    let identity = &host.identity;
+    // SAFETY: the views are into `host`, which outlives the instance's use of them (see
+    // `HostVtable`: returned `'static` slices are valid while the instance lives).
+    unsafe {
+        FunctionInfo {
+            tenant: pinned_view(&identity.tenant),
+            namespace: pinned_view(&identity.namespace),
+            name: pinned_view(&identity.name),
+            function_version: pinned_view(&host.function_version),
+            instance_id: identity.instance_id,
+            num_instances: identity.num_instances,
+            input_topics: RSlice::from_slice(std::mem::transmute::<&[RStr<'static>], &'static [RStr<'static>]>(
+                host.topic_views.as_slice(),
+            )),
+            output_topic: identity.output_topic.as_deref().map(|topic| pinned_view(topic)).into(),
+        }
+    }
+}
+
+extern "C" fn user_config_value(host: HostHandle, key: RStr<'_>) -> ROption<RStr<'static>> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded(
+        || ROption::RNone,
+        || {
+            let value = host.identity.user_config.get(key.as_str());
+            // SAFETY: the value is owned by `host`; see `function_info`.
+            value.map(|value| unsafe { pinned_view(value) }).into()
+        },
+    )
+}
+
+extern "C" fn user_config(host: HostHandle) -> RSlice<'static, Property<'static>> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    // SAFETY: the views are owned by `host`; see `function_info`.
+    RSlice::from_slice(unsafe {
+        std::mem::transmute::<&[Property<'static>], &'static [Property<'static>]>(host.config_views.as_slice())
+    })
+}
+
+/// Runs a state call on the instance's slot, or answers `NotAvailable` when it has none.
+fn with_state<T>(host: HostHandle, call: impl FnOnce(&StateSlot) -> Result<T, StateError>) -> CtxResult<T> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded_ctx(|| {
+        let Some(state) = host.services.state.as_deref() else {
+            return failure(ContextErrorKind::NotAvailable, "state is not available to this instance");
+        };
+        match call(state) {
+            Ok(value) => RResult::ROk(value),
+            Err(error) if error.is_invalid_argument() => failure(ContextErrorKind::InvalidArgument, error.to_string()),
+            Err(error) => failure(ContextErrorKind::Failed, error.to_string()),
+        }
+    })
+}
+
+extern "C" fn state_get(host: HostHandle, key: RStr<'_>) -> CtxResult<ROption<RVec<u8>>> {
+    with_state(host, |state| Ok(state.get(key.as_str())?.map(RVec::from).into()))
+}
+
+extern "C" fn state_put(host: HostHandle, key: RStr<'_>, value: RSlice<'_, u8>) -> CtxResult<()> {
+    with_state(host, |state| state.put(key.as_str(), value.as_slice()))
+}
+
+extern "C" fn state_delete(host: HostHandle, key: RStr<'_>) -> CtxResult<()> {
+    with_state(host, |state| state.delete(key.as_str()))
+}
+
+extern "C" fn state_incr(host: HostHandle, key: RStr<'_>, amount: i64) -> CtxResult<i64> {
+    with_state(host, |state| state.incr(key.as_str(), amount))
+}
+
+extern "C" fn state_get_counter(host: HostHandle, key: RStr<'_>) -> CtxResult<i64> {
+    with_state(host, |state| state.get_counter(key.as_str()))
+}
+
+extern "C" fn state_list(
+    host: HostHandle,
+    prefix: RStr<'_>,
+    start_after: ROption<RStr<'_>>,
+    limit: u32,
+) -> CtxResult<RVec<RString>> {
+    with_state(host, |state| {
+        let keys = state.list(prefix.as_str(), start_after.into_option().map(|key| key.as_str()), limit as usize)?;
+        Ok(keys.into_iter().map(RString::from).collect())
+    })
+}
+
+extern "C" fn state_delete_prefix(host: HostHandle, prefix: RStr<'_>) -> CtxResult<()> {
+    with_state(host, |state| {
+        state.delete_prefix(prefix.as_str());
+        Ok(())
+    })
+}
+
+extern "C" fn record_metric(_: HostHandle, _: RStr<'_>, _: f64) -> CtxResult<()> {
+    guarded_ctx(|| not_available("record_metric"))
+}
+
+extern "C" fn publish(_: HostHandle, _: &OutMessage<'_>) -> CtxResult<()> {
+    guarded_ctx(|| not_available("publish"))
+}
+
+extern "C" fn secret(_: HostHandle, _: RStr<'_>) -> CtxResult<ROption<RString>> {
+    guarded_ctx(|| not_available("secrets"))
+}
+
+/// Notes that the function acknowledged its current input; the instance loop acts on it under
+/// `manual` guarantees and ignores it otherwise (the runtime acknowledges every input then).
+extern "C" fn ack(host: HostHandle) -> CtxResult<()> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded_ctx(|| {
+        host.input_acked.store(true, Ordering::Relaxed);
+        RResult::ROk(())
+    })
+}
+
+static HOST_VTABLE_WITH_METADATA: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
+    log_enabled,
+    log,
+    function_info,
+    user_config_value,
+    user_config,
+    state_get,
+    state_put,
+    state_delete,
+    state_incr,
+    state_get_counter,
+    record_metric,
+    publish,
+    secret,
+    ack,
+    state_list,
+    state_delete_prefix,
+});
+
+/// The callbacks every instance's context carries.
+pub const HOST_VTABLE: HostVtableRef = HostVtableRef(HOST_VTABLE_WITH_METADATA.static_as_prefix());

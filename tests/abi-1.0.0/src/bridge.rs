@@ -1,0 +1,138 @@
+//! What a plugin's own copy of std and tracing needs to talk to the host: a panic hook that
+//! keeps the panic's message and location for the error value (and sends it to the host's log
+//! at debug level) instead of printing it to stderr, and a `tracing` subscriber that forwards
+//! events to the host's log.
+
+use std::{
+    any::Any,
+    cell::RefCell,
+    fmt::Write as _,
+    sync::{Once, OnceLock},
+};
+
+use abi_stable::std_types::RStr;
+use tracing_core::{
+    Event, Interest, Level, LevelFilter, Metadata, Subscriber,
+    field::{Field, Visit},
+    span,
+};
+
+use crate::ffi::{FfiContext, HostVtableRef, LogLevel};
+
+thread_local! {
+    /// The message of the last panic on this thread, with its location.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static HOST: OnceLock<HostVtableRef> = OnceLock::new();
+static INSTALL: Once = Once::new();
+
+/// Installs the panic hook and the log bridge, once per loaded plugin.
+pub(crate) fn install(ctx: &FfiContext) {
+    INSTALL.call_once(|| {
+        let _ = HOST.set(ctx.vtable);
+        std::panic::set_hook(Box::new(|info| {
+            let message = match info.location() {
+                Some(at) => format!("{} at {}:{}", payload_text(info.payload()), at.file(), at.line()),
+                None => payload_text(info.payload()).to_owned(),
+            };
+            if let Some(host) = HOST.get()
+                && (host.log_enabled())(LogLevel::Debug)
+            {
+                (host.log())(LogLevel::Debug, RStr::from_str("panic"), RStr::from_str(&message));
+            }
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(message));
+        }));
+        let _ = tracing::subscriber::set_global_default(HostLog);
+    });
+}
+
+fn payload_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "panic with a non-string payload"
+    }
+}
+
+/// The message of a caught panic: the hook's text (with location) if it ran, else the payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| payload_text(payload).to_owned())
+}
+
+fn log_level(level: &Level) -> LogLevel {
+    match *level {
+        Level::ERROR => LogLevel::Error,
+        Level::WARN => LogLevel::Warn,
+        Level::INFO => LogLevel::Info,
+        Level::DEBUG => LogLevel::Debug,
+        Level::TRACE => LogLevel::Trace,
+    }
+}
+
+/// Forwards the plugin's `tracing` events to the host; spans are the host's, not the plugin's.
+struct HostLog;
+
+/// Formats an event's fields as `message key=value ...`.
+#[derive(Default)]
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let _ = if field.name() == "message" {
+            write!(self.0, "{value:?}")
+        } else {
+            write!(self.0, "{}={value:?}", field.name())
+        };
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            self.0.push_str(value);
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+}
+
+impl Subscriber for HostLog {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        HOST.get().is_some_and(|host| (host.log_enabled())(log_level(metadata.level())))
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        None
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let Some(host) = HOST.get() else { return };
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        (host.log())(log_level(metadata.level()), RStr::from_str(metadata.target()), RStr::from_str(&fields.0));
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
