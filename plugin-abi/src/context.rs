@@ -61,7 +61,7 @@ impl<'a> Context<'a> {
     }
 
     fn info(&self) -> FunctionInfo<'a> {
-        (self.ffi.vtable.function_info())(self.ffi.host)
+        (self.ffi.callbacks().function_info())(self.ffi.host)
     }
 
     /// The function's tenant.
@@ -106,14 +106,14 @@ impl<'a> Context<'a> {
 
     /// One value of the function's user config.
     pub fn user_config_value(&self, key: &str) -> Option<&'a str> {
-        (self.ffi.vtable.user_config_value())(self.ffi.host, RStr::from_str(key))
+        (self.ffi.callbacks().user_config_value())(self.ffi.host, RStr::from_str(key))
             .into_option()
             .map(|value| value.as_str())
     }
 
     /// All of the function's user config.
     pub fn user_config(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        let entries: RSlice<'a, Property<'a>> = (self.ffi.vtable.user_config())(self.ffi.host);
+        let entries: RSlice<'a, Property<'a>> = (self.ffi.callbacks().user_config())(self.ffi.host);
         entries.as_slice().iter().map(|entry| (entry.key.as_str(), entry.value.as_str()))
     }
 
@@ -124,48 +124,48 @@ impl<'a> Context<'a> {
 
     /// Reads a state value.
     pub fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, ContextError> {
-        let value = lift((self.ffi.vtable.state_get())(self.ffi.host, RStr::from_str(key)))?;
+        let value = lift((self.ffi.callbacks().state_get())(self.ffi.host, RStr::from_str(key)))?;
         Ok(value.into_option().map(|bytes| bytes.into_vec()))
     }
 
     /// Writes a state value.
     pub fn put_state(&self, key: &str, value: &[u8]) -> Result<(), ContextError> {
-        lift((self.ffi.vtable.state_put())(self.ffi.host, RStr::from_str(key), RSlice::from_slice(value)))
+        lift((self.ffi.callbacks().state_put())(self.ffi.host, RStr::from_str(key), RSlice::from_slice(value)))
     }
 
     /// Deletes a state value.
     pub fn delete_state(&self, key: &str) -> Result<(), ContextError> {
-        lift((self.ffi.vtable.state_delete())(self.ffi.host, RStr::from_str(key)))
+        lift((self.ffi.callbacks().state_delete())(self.ffi.host, RStr::from_str(key)))
     }
 
     /// Adds `amount` to a counter and returns its new value.
     pub fn incr_counter(&self, key: &str, amount: i64) -> Result<i64, ContextError> {
-        lift((self.ffi.vtable.state_incr())(self.ffi.host, RStr::from_str(key), amount))
+        lift((self.ffi.callbacks().state_incr())(self.ffi.host, RStr::from_str(key), amount))
     }
 
     /// Reads a counter (0 when it was never incremented).
     pub fn get_counter(&self, key: &str) -> Result<i64, ContextError> {
-        lift((self.ffi.vtable.state_get_counter())(self.ffi.host, RStr::from_str(key)))
+        lift((self.ffi.callbacks().state_get_counter())(self.ffi.host, RStr::from_str(key)))
     }
 
     /// Up to `limit` state keys that start with `prefix`, in order, after `start_after` when
     /// given: pass the last key of a page to get the next one. The host returns at most 1,000
     /// keys a page.
     pub fn list_state(&self, prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Vec<String>, ContextError> {
-        let list = self.ffi.vtable.state_list().ok_or_else(|| older_host("list_state"))?;
+        let list = self.ffi.callbacks().state_list().ok_or_else(|| older_host("list_state"))?;
         let keys = lift(list(self.ffi.host, RStr::from_str(prefix), start_after.map(RStr::from_str).into(), limit))?;
         Ok(keys.into_iter().map(RString::into_string).collect())
     }
 
     /// Deletes every state key that starts with `prefix` (an empty prefix: all of them).
     pub fn delete_state_prefix(&self, prefix: &str) -> Result<(), ContextError> {
-        let delete = self.ffi.vtable.state_delete_prefix().ok_or_else(|| older_host("delete_state_prefix"))?;
+        let delete = self.ffi.callbacks().state_delete_prefix().ok_or_else(|| older_host("delete_state_prefix"))?;
         lift(delete(self.ffi.host, RStr::from_str(prefix)))
     }
 
     /// Records one value of a user metric.
     pub fn record_metric(&self, name: &str, value: f64) -> Result<(), ContextError> {
-        lift((self.ffi.vtable.record_metric())(self.ffi.host, RStr::from_str(name), value))
+        lift((self.ffi.callbacks().record_metric())(self.ffi.host, RStr::from_str(name), value))
     }
 
     /// Publishes `payload` to `topic`; it is sent before the current input is acknowledged.
@@ -187,12 +187,12 @@ impl<'a> Context<'a> {
             properties: RSlice::from_slice(&properties),
             event_time_ms: message.event_time_ms.into(),
         };
-        lift((self.ffi.vtable.publish())(self.ffi.host, &out))
+        lift((self.ffi.callbacks().publish())(self.ffi.host, &out))
     }
 
     /// Looks up a secret by name.
     pub fn secret(&self, name: &str) -> Result<Option<String>, ContextError> {
-        let value = lift((self.ffi.vtable.secret())(self.ffi.host, RStr::from_str(name)))?;
+        let value = lift((self.ffi.callbacks().secret())(self.ffi.host, RStr::from_str(name)))?;
         Ok(value.into_option().map(|secret| secret.into_string()))
     }
 
@@ -201,7 +201,7 @@ impl<'a> Context<'a> {
     /// does not retry one whose call then failed; under the others it acknowledges every input
     /// itself and this does nothing.
     pub fn ack(&self) -> Result<(), ContextError> {
-        lift((self.ffi.vtable.ack())(self.ffi.host))
+        lift((self.ffi.callbacks().ack())(self.ffi.host))
     }
 }
 

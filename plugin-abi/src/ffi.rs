@@ -8,6 +8,7 @@ use std::ffi::c_void;
 
 use abi_stable::{
     StableAbi,
+    prefix_type::{PrefixRef, WithMetadata_},
     std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 
@@ -92,7 +93,24 @@ unsafe impl Sync for HostHandle {}
 #[derive(StableAbi, Clone, Copy)]
 pub struct FfiContext {
     pub host: HostHandle,
+    /// The host's callbacks, typed as the interface-1.0 table (see [`HostCallbacks`] for all of
+    /// them and why).
     pub vtable: HostVtableRef,
+}
+
+impl FfiContext {
+    /// Every callback of the host, including those added after interface 1.0 (each of which
+    /// an older host's table lacks: its accessor returns `None` then).
+    pub fn callbacks(&self) -> HostCallbacksRef {
+        // SAFETY: the host's table is a `WithMetadata<HostCallbacks>` of this or an older minor
+        // of the interface: `HostVtable`'s fields in the same order, then the ones added since.
+        // Its metadata says which fields it has, and the accessors of the later ones check it.
+        HostCallbacksRef(unsafe {
+            PrefixRef::from_raw(
+                self.vtable.0.to_raw_ptr().cast::<WithMetadata_<HostCallbacks_Prefix, HostCallbacks_Prefix>>(),
+            )
+        })
+    }
 }
 
 impl std::fmt::Debug for FfiContext {
@@ -161,17 +179,62 @@ pub struct FfiContextError {
 /// A context call's result.
 pub type CtxResult<T> = RResult<T, FfiContextError>;
 
-/// The host's callbacks. A prefix type: new callbacks are appended at the end, and those after
-/// `ack` (added in 1.1) may be missing from an older host's table, which the plugin's
-/// [`crate::Context`] reports as `NotAvailable`.
+/// Declares the host's two callback tables from one list: [`HostVtable`], the callbacks of
+/// interface 1.0, and [`HostCallbacks`], the same followed by those added since.
 ///
-/// String slices returned with a `'static` lifetime are valid while the instance lives.
-#[repr(C)]
-#[derive(StableAbi)]
-#[allow(missing_debug_implementations)]
-#[sabi(kind(Prefix(prefix_ref = HostVtableRef)))]
-#[sabi(missing_field(panic))]
-pub struct HostVtable {
+/// `FfiContext` names `HostVtable`, which stays as it was in 1.0 for good: the load-time layout
+/// check only accepts a library's prefix types with at least the loader's fields, and this table
+/// goes the other way (the host makes it, the plugin reads it), so a 1.0 plugin would be refused
+/// by a host whose declared table had grown. The host builds a `HostCallbacks` table; plugins
+/// read it through [`FfiContext::callbacks`]. The callbacks themselves never change within a
+/// major version of [`crate::ABI_VERSION`].
+macro_rules! host_callback_tables {
+    (
+        $( $(#[doc = $doc:literal])* pub $field:ident : $ty:ty, )*
+        last: $(#[doc = $last_doc:literal])* pub $last:ident : $last_ty:ty,
+        added: $( $(#[doc = $added_doc:literal])* pub $added:ident : $added_ty:ty, )*
+    ) => {
+        /// The two tables, apart so that the lint exception covers what the derive generates.
+        #[allow(missing_debug_implementations)]
+        mod callback_tables {
+            use super::*;
+
+        /// The host's callbacks of interface 1.0; see [`HostCallbacks`].
+        #[repr(C)]
+        #[derive(StableAbi)]
+        #[sabi(kind(Prefix(prefix_ref = HostVtableRef)))]
+        #[sabi(missing_field(panic))]
+        pub struct HostVtable {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+            $(#[doc = $last_doc])*
+            #[sabi(last_prefix_field)]
+            pub $last: $last_ty,
+        }
+
+        /// The host's callbacks: those of interface 1.0, then those added since, which an older
+        /// host's table may lack (their accessors return `None` then).
+        ///
+        /// String slices returned with a `'static` lifetime are valid while the instance lives.
+        #[repr(C)]
+        #[derive(StableAbi)]
+        #[sabi(kind(Prefix(prefix_ref = HostCallbacksRef)))]
+        #[sabi(missing_field(panic))]
+        pub struct HostCallbacks {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+            $(#[doc = $last_doc])*
+            #[sabi(last_prefix_field)]
+            pub $last: $last_ty,
+            $( $(#[doc = $added_doc])* #[sabi(missing_field(option))] pub $added: $added_ty, )*
+        }
+        }
+
+        pub use callback_tables::{
+            HostCallbacks, HostCallbacks_Prefix, HostCallbacksRef, HostVtable, HostVtable_Prefix, HostVtableRef,
+        };
+    };
+}
+
+host_callback_tables! {
     /// Whether an event at `level` would be recorded; lets plugins skip formatting.
     pub log_enabled: extern "C" fn(level: LogLevel) -> bool,
     /// Records a log event from the plugin in the host's log, inside the calling instance's span.
@@ -198,12 +261,12 @@ pub struct HostVtable {
     pub publish: extern "C" fn(host: HostHandle, message: &OutMessage<'_>) -> CtxResult<()>,
     /// Looks up a secret by name.
     pub secret: extern "C" fn(host: HostHandle, name: RStr<'_>) -> CtxResult<ROption<RString>>,
+    last:
     /// Acknowledges the current input (functions with `manual` processing guarantees).
-    #[sabi(last_prefix_field)]
     pub ack: extern "C" fn(host: HostHandle) -> CtxResult<()>,
+    added:
     /// Up to `limit` state keys that start with `prefix` and sort after `start_after`, in order
     /// (since 1.1).
-    #[sabi(missing_field(option))]
     pub state_list: extern "C" fn(
         host: HostHandle,
         prefix: RStr<'_>,
@@ -211,6 +274,5 @@ pub struct HostVtable {
         limit: u32,
     ) -> CtxResult<RVec<RString>>,
     /// Deletes every state key that starts with `prefix` (since 1.1).
-    #[sabi(missing_field(option))]
     pub state_delete_prefix: extern "C" fn(host: HostHandle, prefix: RStr<'_>) -> CtxResult<()>,
 }

@@ -9,7 +9,10 @@
 //!
 //! 1. **Throughput.** `exclamation`, one instance, [`PAYLOAD`]-byte messages. The rate is
 //!    counted from the first output seen to the last, so it leaves out the worker's start
-//!    (reading, hashing and opening the plugin, subscribing), which is reported apart.
+//!    (reading, hashing and opening the plugin, subscribing), which is reported apart. One
+//!    setup runs with the metrics endpoint on (calls timed for the latency summary) and scraped
+//!    every [`SCRAPE_EVERY`], to compare with the same setup without it; the setups of a round
+//!    run in the reverse order every other round, so that none always runs first.
 //! 2. **Swap pause.** The `versioned` fixture at 1.0.0, one instance. A sampler thread, at
 //!    real-time priority when `chrt` allows it, reads the output topic's published count every
 //!    [`SAMPLE_SLEEP`] (plus the sleep's overshoot) and keeps the times at which it changed.
@@ -41,6 +44,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod support;
+
 use pfn::{
     config::FunctionSpec,
     io::{
@@ -48,9 +53,11 @@ use pfn::{
         transport::{Delivery, Message, SubscriptionRequest, SubscriptionType, Transport},
     },
     loader::{Loader, Pin, PluginCache},
+    telemetry::{Count, MetricsServer},
     verify::{Manifest, Sha256Digest},
-    worker::{Backoff, Topics, Worker, WorkerHandle, WorkerOptions, WorkerSummary},
+    worker::{Backoff, WorkerHandle, WorkerOptions, WorkerSummary},
 };
+use support::{install, require, start_worker, target_dir};
 
 /// The size of every input message, in bytes.
 const PAYLOAD: usize = 64;
@@ -89,8 +96,8 @@ struct Plan {
     runs: usize,
     throughput_messages: u64,
     swap_messages: u64,
-    /// `WORKER_BENCH_ONLY`: a comma-separated list of `none`, `draining` (throughput with each
-    /// reader), `swap-draining` and `swap-none` (default: all four).
+    /// `WORKER_BENCH_ONLY`: a comma-separated list of `none`, `none-metrics`, `draining`
+    /// (throughput with each reader), `swap-draining` and `swap-none` (default: all five).
     only: Option<String>,
 }
 
@@ -111,21 +118,6 @@ impl Plan {
     fn wants(&self, part: &str) -> bool {
         self.only.as_deref().is_none_or(|only| only.split(',').any(|wanted| wanted.trim() == part))
     }
-}
-
-/// The target directory `scripts/build-plugins.sh` built into.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"), PathBuf::from)
-}
-
-/// Stops the bench with a message saying how to build `path`, if it is missing.
-fn require(path: &Path) -> PathBuf {
-    if !path.is_file() {
-        eprintln!("missing {}: run scripts/build-plugins.sh first", path.display());
-        std::process::exit(2);
-    }
-    path.to_owned()
 }
 
 /// The payload of input message `index`: `message-NNNNNNN-` padded with dots to [`PAYLOAD`]
@@ -168,7 +160,7 @@ impl Dirs {
 
     /// Worker options for these directories, scanning the plugins directory every
     /// `watch_interval`.
-    fn options(&self, watch_interval: Duration) -> WorkerOptions {
+    fn options(&self, watch_interval: Duration, timing: bool) -> WorkerOptions {
         WorkerOptions {
             plugins_dir: self.plugins.clone(),
             functions_dir: self.functions.clone(),
@@ -177,24 +169,10 @@ impl Dirs {
             grace_period: Duration::from_secs(10),
             nack_backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(10) },
             state_store: self.functions.with_file_name("state.redb"),
+            cluster: "bench".into(),
+            timing,
         }
     }
-}
-
-/// Copies `library` into `dir` as `file_name` and writes its manifest beside it.
-fn install(library: &Path, dir: &Path, file_name: &str, name: &str, version: &str) -> PathBuf {
-    let bytes = fs::read(library).unwrap_or_else(|e| panic!("cannot read {}: {e}", library.display()));
-    let dest = dir.join(file_name);
-    write_manifest(&bytes, &dest, name, version);
-    fs::write(&dest, &bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", dest.display()));
-    dest
-}
-
-/// Writes the manifest that pins `bytes` as the library at `library` (which need not exist yet).
-fn write_manifest(bytes: &[u8], library: &Path, name: &str, version: &str) {
-    let manifest =
-        Manifest { name: name.to_owned(), version: version.to_owned(), sha256: Sha256Digest::of(bytes).to_string() };
-    manifest.write_for(library).unwrap_or_else(|e| panic!("cannot write the manifest of {}: {e}", library.display()));
 }
 
 /// A broker whose input subscription (the function's) holds `messages` messages, and whose
@@ -218,23 +196,6 @@ fn preloaded_broker(spec: &FunctionSpec, messages: u64) -> Arc<EmbeddedBroker> {
     broker
 }
 
-/// Starts a worker on its own thread.
-fn start_worker(
-    options: WorkerOptions,
-    cache: &Path,
-    broker: &Arc<EmbeddedBroker>,
-) -> (WorkerHandle, JoinHandle<WorkerSummary>) {
-    let loader = Loader::new(PluginCache::new(cache));
-    let worker = Worker::new(options, loader, Arc::clone(broker), Topics::Embedded)
-        .expect("the worker's directories are readable");
-    let handle = worker.handle();
-    let thread = std::thread::Builder::new()
-        .name("bench-worker".into())
-        .spawn(move || worker.run())
-        .expect("the worker thread starts");
-    (handle, thread)
-}
-
 /// Stops the worker and checks that its one instance turned every input into an output.
 fn stop_worker(handle: &WorkerHandle, thread: JoinHandle<WorkerSummary>, messages: u64) -> WorkerSummary {
     handle.shutdown();
@@ -243,7 +204,7 @@ fn stop_worker(handle: &WorkerHandle, thread: JoinHandle<WorkerSummary>, message
     let instance = function.instances.first().expect("the function had an instance");
     assert_eq!(function.instances.len(), 1, "one instance");
     assert_eq!(
-        (instance.outputs_total, instance.acked_total, instance.dead_lettered_total),
+        (instance.count(Count::Outputs), instance.count(Count::Acked), instance.count(Count::DeadLettered)),
         (messages, messages, 0),
         "every input becomes one output"
     );
@@ -257,7 +218,13 @@ enum Reader {
     None,
     /// A thread receives and acknowledges every output as it comes.
     Draining,
+    /// Nobody reads, and the metrics endpoint is on (calls are timed) and scraped every
+    /// [`SCRAPE_EVERY`].
+    NoneWithMetrics,
 }
+
+/// How often the metrics endpoint is scraped in a run with it on.
+const SCRAPE_EVERY: Duration = Duration::from_millis(100);
 
 impl Reader {
     /// Its name in `WORKER_BENCH_ONLY`.
@@ -265,6 +232,7 @@ impl Reader {
         match self {
             Self::None => "none",
             Self::Draining => "draining",
+            Self::NoneWithMetrics => "none-metrics",
         }
     }
 
@@ -273,8 +241,36 @@ impl Reader {
         match self {
             Self::None => "no reader (backlog grows)",
             Self::Draining => "draining reader (acks all)",
+            Self::NoneWithMetrics => "no reader, metrics endpoint on, scraped every 100 ms",
         }
     }
+
+    fn metrics(self) -> bool {
+        self == Self::NoneWithMetrics
+    }
+}
+
+/// Scrapes `GET /metrics` at `addr` every [`SCRAPE_EVERY`] until `stop` is set; returns the
+/// number of scrapes and the size of the last one.
+fn scrape_until(addr: std::net::SocketAddr, stop: Arc<std::sync::atomic::AtomicBool>) -> JoinHandle<(u32, usize)> {
+    use std::io::{Read, Write};
+    let scrape = move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "scrape answered {answer:.80}");
+        answer.len()
+    };
+    std::thread::spawn(move || {
+        let (mut scrapes, mut size) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            size = scrape();
+            scrapes += 1;
+            std::thread::sleep(SCRAPE_EVERY);
+        }
+        (scrapes, size)
+    })
 }
 
 /// Clock ticks per second in `/proc/stat` (`USER_HZ`, 100 on Linux).
@@ -438,11 +434,28 @@ fn throughput_run(dirs: &Dirs, spec: &FunctionSpec, messages: u64, reader: Reade
     };
     let expected = (shout(0), shout(messages - 1));
     let draining = (reader == Reader::Draining).then(|| drain_outputs(&broker, messages, started, expected));
-    let (handle, thread) = start_worker(dirs.options(Duration::from_millis(250)), &dirs.cache, &broker);
+    let options = dirs.options(Duration::from_millis(250), reader.metrics());
+    let (handle, thread) = start_worker(options, &dirs.cache, &broker);
+    let stop_scraping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraping = reader.metrics().then(|| {
+        let render = handle.clone();
+        let server =
+            MetricsServer::start("127.0.0.1:0".parse().expect("an address"), Arc::new(move || render.render_metrics()))
+                .expect("the metrics endpoint starts");
+        let scraper = scrape_until(server.addr(), Arc::clone(&stop_scraping));
+        (server, scraper)
+    });
     let progress = match draining {
         Some(reader) => reader.join().expect("the reader thread does not panic"),
         None => poll_published(&broker, messages, started),
     };
+    if let Some((server, scraper)) = scraping {
+        stop_scraping.store(true, std::sync::atomic::Ordering::Release);
+        let (scrapes, size) = scraper.join().expect("the scraper does not panic");
+        assert!(scrapes > 0, "the endpoint was scraped");
+        eprintln!("metrics: {scrapes} scrapes, the last {size} bytes");
+        drop(server);
+    }
     let contention = meter.and_then(CpuMeter::finish);
     stop_worker(&handle, thread, messages);
     let input = broker.counts(INPUT);
@@ -688,7 +701,7 @@ fn swap_run(
     };
     let expected = (tagged(0, FROM_VERSION), tagged(messages - 1, if reload { TO_VERSION } else { FROM_VERSION }));
     let draining = (reader == Reader::Draining).then(|| drain_outputs(&broker, messages, started, expected));
-    let (handle, thread) = start_worker(dirs.options(WATCH_INTERVAL), &dirs.cache, &broker);
+    let (handle, thread) = start_worker(dirs.options(WATCH_INTERVAL, false), &dirs.cache, &broker);
     let plan = SamplerPlan {
         broker: Arc::clone(&broker),
         handle: handle.clone(),
@@ -875,12 +888,17 @@ fn main() {
         .unwrap_or_else(|| panic!("{} has no manifest: run scripts/build-plugins.sh", exclamation.display()));
     install(&exclamation, &dirs.plugins, "libexclamation.so", "exclamation", &version);
 
-    let mut throughput: Vec<(Reader, Vec<ThroughputRun>)> = [Reader::None, Reader::Draining]
+    let mut throughput: Vec<(Reader, Vec<ThroughputRun>)> = [Reader::None, Reader::NoneWithMetrics, Reader::Draining]
         .into_iter()
         .filter(|reader| plan.wants(reader.name()))
         .map(|reader| (reader, Vec::new()))
         .collect();
     for run in 1..=plan.runs {
+        // Every other round in the reverse order, so that no setup always runs first.
+        let reverse = run % 2 == 0;
+        if reverse {
+            throughput.reverse();
+        }
         for (reader, runs) in &mut throughput {
             let result = throughput_run(&dirs, &spec, plan.throughput_messages, *reader);
             eprintln!(
@@ -894,6 +912,9 @@ fn main() {
                 show_contention(result.contention)
             );
             runs.push(result);
+        }
+        if reverse {
+            throughput.reverse();
         }
     }
 

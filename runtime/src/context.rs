@@ -17,7 +17,7 @@ use abi_stable::std_types::RStr;
 use pfn_abi::ffi::{FfiContext, HostHandle, Property};
 
 pub use self::vtable::HOST_VTABLE;
-use crate::state::StateSlot;
+use crate::{state::StateSlot, telemetry::InstanceMetrics};
 
 /// Who a function instance is: the facts its context reports.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +75,8 @@ impl Effects {
 pub struct Services {
     /// The function's state, seen through this instance's writes in progress.
     pub state: Option<Arc<StateSlot>>,
+    /// The instance's metrics, where `record_metric` records.
+    pub metrics: Option<Arc<InstanceMetrics>>,
 }
 
 /// The host state behind one instance's `HostHandle`. Its address must not change while the

@@ -14,6 +14,7 @@
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
 //! - [`worker`]: `pfn worker`, every function of a directory on embedded topics or Pulsar, with
 //!   hot reload.
+//! - [`telemetry`]: counts, latencies and user metrics, and the Prometheus endpoint.
 //! - [`sync`]: locking and wake-up helpers for the worker's threads.
 //! - [`resources`]: what the process has used (peak memory).
 //! - [`endpoint`]: the worker's local Unix-socket endpoint and its client.
@@ -31,6 +32,7 @@ pub mod resources;
 pub mod run;
 pub mod state;
 pub mod sync;
+pub mod telemetry;
 pub mod verify;
 pub mod vocabulary;
 pub mod worker;

@@ -6,7 +6,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use serde::Serialize;
@@ -23,6 +23,7 @@ use crate::{
     },
     loader::{Loader, Pin},
     state::{StateError, StateSlot, StateStore},
+    sync::lock,
     verify::VerifyError,
     vocabulary::FailureKind,
 };
@@ -123,8 +124,10 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     let span = tracing::error_span!("function", fqfn = %identity.fqfn(), version = %plugin.info.version);
     let _entered = span.enter();
     let state = RunState::open(options.state_dir.as_deref())?;
+    // The first failure of a flush staged along the way, reported at the end.
+    let state_failure: Arc<Mutex<Option<StateError>>> = Arc::default();
     let slot = Arc::new(StateSlot::new(state.store.function(&identity.fqfn())));
-    let mut instance = plugin.instantiate(identity, Services { state: Some(Arc::clone(&slot)) })?;
+    let mut instance = plugin.instantiate(identity, Services { state: Some(Arc::clone(&slot)), metrics: None })?;
 
     let reader = io::open_input(options.input.as_deref())
         .map_err(|source| RunError::Input { path: input_name.clone(), source })?;
@@ -147,7 +150,14 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
         lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?
     {
         if number % STATE_BATCH == 0 {
-            slot.commit_batch(|| Box::new(|_| {}));
+            let failed = Arc::clone(&state_failure);
+            slot.commit_batch(|| {
+                Box::new(move |result| {
+                    if let Err(error) = result {
+                        lock(&failed).get_or_insert(error);
+                    }
+                })
+            });
         }
         let message_id = message_ids.format(number);
         match options.input_format {
@@ -172,6 +182,9 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     }
     let batch = slot.take_batch();
     slot.store().write_now(batch)?;
+    if let Some(error) = lock(&state_failure).take() {
+        return Err(error.into());
+    }
     sink.finish()
 }
 

@@ -5,12 +5,14 @@
 //! - [`layer`]: writes not yet on disk, stacked over the file.
 //! - [`slot`]: an instance's writes in progress: its current call's and its batch's.
 //! - [`counter`]: how a counter's value is stored.
+//! - [`entry`]: one entry as the command line shows and sets it.
 //!
 //! A call's writes are its own until it succeeds; then they join its batch's, which the instance
 //! stages with its commit and whose inputs are acknowledged once the flusher says they are on
 //! disk. A call that fails, and a batch taken back, leave nothing behind.
 
 pub mod counter;
+pub mod entry;
 pub mod layer;
 pub mod slot;
 pub mod store;
@@ -20,6 +22,7 @@ use std::{path::PathBuf, sync::Arc};
 use thiserror::Error;
 
 pub use self::{
+    entry::StateEntry,
     layer::Layer,
     slot::StateSlot,
     store::{FunctionStore, StateStore},
@@ -33,14 +36,14 @@ pub const MAX_PAGE: usize = 1000;
 /// A state operation that failed.
 #[derive(Debug, Clone, Error)]
 pub enum StateError {
-    #[error("cannot open the state store {path}: {source}")]
-    Open { path: PathBuf, source: Arc<redb::Error> },
-    #[error("cannot start the state flusher: {source}")]
-    Flusher { source: Arc<std::io::Error> },
-    #[error("cannot read the state store {path}: {source}")]
-    Read { path: PathBuf, source: Arc<redb::Error> },
-    #[error("cannot write the state store {path}: {source}")]
-    Write { path: PathBuf, source: Arc<redb::Error> },
+    #[error("cannot open the state store {path}: {reason}")]
+    Open { path: PathBuf, reason: Arc<redb::Error> },
+    #[error("cannot start the state flusher: {reason}")]
+    Flusher { reason: Arc<std::io::Error> },
+    #[error("cannot read the state store {path}: {reason}")]
+    Read { path: PathBuf, reason: Arc<redb::Error> },
+    #[error("cannot write the state store {path}: {reason}")]
+    Write { path: PathBuf, reason: Arc<redb::Error> },
     #[error("state key `{key}` holds a value that is not a counter (8 bytes)")]
     NotACounter { key: String },
     #[error("a state key must be 1 to {MAX_KEY_LEN} bytes long, not {len}")]
@@ -49,12 +52,19 @@ pub enum StateError {
     Overflow { key: String },
     #[error("the state store is closed")]
     Closed,
+    #[error("bad state entry: {reason}")]
+    BadEntry { reason: String },
+    #[error("no state key `{key}`")]
+    NoKey { key: String },
 }
 
 impl StateError {
     /// Whether the caller asked for something wrong, rather than the store failing.
     pub fn is_invalid_argument(&self) -> bool {
-        matches!(self, Self::NotACounter { .. } | Self::KeyLength { .. } | Self::Overflow { .. })
+        matches!(
+            self,
+            Self::NotACounter { .. } | Self::KeyLength { .. } | Self::Overflow { .. } | Self::BadEntry { .. }
+        )
     }
 }
 

@@ -149,6 +149,24 @@ pub enum VerifyError {
     ManifestMismatch { path: PathBuf, field: &'static str, expected: String, found: String },
 }
 
+impl VerifyError {
+    /// A short name for what was wrong, for counting refusals by reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } | Self::PrivateCopy { .. } => "unreadable",
+            Self::NotPinned { .. } => "not_pinned",
+            Self::BadManifest { .. } | Self::ManifestMismatch { .. } => "manifest",
+            Self::DigestMismatch { .. } => "checksum",
+            Self::Malformed { .. } | Self::Open { .. } | Self::NotAPlugin { .. } => "not_a_plugin",
+            Self::Layout { .. } => "layout",
+            Self::ModuleInit { .. } => "module_init",
+            Self::AbiVersion { .. } => "abi_version",
+            Self::PanicStrategy { .. } => "panic_strategy",
+            Self::BadName { .. } | Self::BadVersion { .. } => "declaration",
+        }
+    }
+}
+
 /// Whether a plugin built against `plugin` can run on a host with interface `host`: the same
 /// major, and while the major is 0, the same minor (Cargo's rules for compatible versions).
 pub fn abi_compatible(host: &semver::Version, plugin: &semver::Version) -> bool {

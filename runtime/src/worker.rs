@@ -12,6 +12,7 @@ mod delete;
 mod function;
 mod instance_loop;
 mod low_priority;
+mod metrics;
 mod outcomes;
 mod plugins_dir;
 mod reload;
@@ -48,7 +49,8 @@ use crate::{
         transport::{Message, Sink, Transport, TransportError},
     },
     loader::Loader,
-    state::{StateError, StateStore},
+    state::{StateEntry, StateError, StateStore},
+    telemetry::FlushMetrics,
     verify::Sha256Digest,
 };
 
@@ -67,6 +69,10 @@ pub struct WorkerOptions {
     pub nack_backoff: Backoff,
     /// The state store's file (created when missing).
     pub state_store: PathBuf,
+    /// The cluster name every metric carries, as Pulsar Functions label theirs.
+    pub cluster: String,
+    /// Whether calls are timed for the latency metrics (the metrics endpoint is on).
+    pub timing: bool,
 }
 
 /// Something the coordinator must act on.
@@ -89,6 +95,15 @@ pub enum WorkerError {
     LoaderThread(std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// Why a state command failed.
+#[derive(Debug, Error)]
+pub enum StateCommandError {
+    #[error(transparent)]
+    Function(#[from] TriggerError),
+    #[error("function {fqfn}: {source}")]
+    State { fqfn: String, source: StateError },
 }
 
 /// Why a trigger gave no outcome.
@@ -128,6 +143,9 @@ pub struct WorkerHandle {
     functions: Arc<Vec<Arc<FunctionShared>>>,
     spec_errors: Arc<Vec<String>>,
     events: mpsc::Sender<WorkerEvent>,
+    /// The cluster name the metrics carry.
+    cluster: Arc<str>,
+    flushes: Arc<FlushMetrics>,
 }
 
 impl WorkerHandle {
@@ -143,6 +161,18 @@ impl WorkerHandle {
             None => Ok(self.listed().map(|function| function.status()).collect()),
             Some(fqfn) => Ok(vec![self.function(fqfn)?.status()]),
         }
+    }
+
+    /// One entry of function `fqfn`'s state, as a counter when `counter`.
+    pub fn query_state(&self, fqfn: &str, key: &str, counter: bool) -> Result<StateEntry, StateCommandError> {
+        let function = self.function(fqfn)?;
+        function.store.query(key, counter).map_err(|source| StateCommandError::State { fqfn: fqfn.to_owned(), source })
+    }
+
+    /// Sets one entry of function `fqfn`'s state; returns once it is on disk.
+    pub fn put_state(&self, fqfn: &str, entry: &StateEntry) -> Result<(), StateCommandError> {
+        let function = self.function(fqfn)?;
+        function.store.put_entry(entry).map_err(|source| StateCommandError::State { fqfn: fqfn.to_owned(), source })
     }
 
     /// The Pulsar transport's failure counters, when the functions run on Pulsar.
@@ -280,6 +310,8 @@ impl Worker {
             outcomes: Arc::clone(&outcomes),
             events: sender.clone(),
             backoff: options.nack_backoff,
+            cluster: options.cluster.clone(),
+            timing: options.timing,
         };
         let handle = WorkerHandle {
             broker,
@@ -288,6 +320,8 @@ impl Worker {
             functions: Arc::new(functions),
             spec_errors: Arc::new(spec_errors),
             events: sender,
+            cluster: Arc::from(options.cluster.as_str()),
+            flushes: state.flush_metrics(),
         };
         Ok(Self {
             plugins: PluginsDir::new(options.plugins_dir.clone()),

@@ -53,7 +53,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pfn::endpoint::{client, protocol::Request};
+use pfn::{
+    endpoint::{client, protocol::Request},
+    telemetry::Count,
+};
 use pfn_tests::{
     broker::TestBroker,
     fixtures::{pfn_bin, plugin, target_dir, workspace_root},
@@ -569,7 +572,7 @@ fn verify(tools: &PulsarPeer, output: &str, messages: usize, contender: Contende
 fn acked_total(socket: &Path) -> u64 {
     let Ok(header) = client::ask(socket, &Request::Status { function: None }) else { return 0 };
     let functions = header.functions.unwrap_or_default();
-    functions.iter().flat_map(|function| &function.instances).map(|instance| instance.acked_total).sum()
+    functions.iter().flat_map(|function| &function.instances).map(|instance| instance.count(Count::Acked)).sum()
 }
 
 /// CPU ticks so far of the contender, this process, the broker and the machine.

@@ -56,6 +56,12 @@ pub fn versioned(version: &str) -> PathBuf {
     built(target_dir().join("fixtures").join("versioned").join(version).join("libversioned.so"))
 }
 
+/// The `versioned` fixture (as 1.0.0) built against the plugin interface as released at 1.0.0
+/// (`tests/abi-1.0.0`), before the host's callback table grew.
+pub fn versioned_on_abi_1_0() -> PathBuf {
+    built(target_dir().join("fixtures").join("abi-1.0.0").join("libversioned.so"))
+}
+
 /// A loader whose private copies go into a fresh directory of `scratch`.
 pub fn loader_in(scratch: &Path) -> Loader {
     Loader::new(PluginCache::new(scratch.join("plugin-cache")))

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `fixtures`, `pfn_cli`, `worker`: the built artifacts, the `pfn` CLI, a running worker.
+//! - `metrics`: scraping a worker's metrics endpoint and parsing the scrape with prometheus_client.
 //! - `broker`: pulsar-lite as a child process (`TestBroker`), installed by `scripts/setup.sh`.
 //! - `pulsar_client`: a blocking producer and consumer, as an external application.
 //! - `pulsar_functions`: specs, inputs and tallies for functions on Pulsar.
@@ -14,6 +15,7 @@
 
 pub mod broker;
 pub mod fixtures;
+pub mod metrics;
 pub mod pfn_cli;
 pub mod pulsar_client;
 pub mod pulsar_functions;

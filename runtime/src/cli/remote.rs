@@ -13,6 +13,7 @@ use crate::{
         lines::{InputFormat, OutputFormat},
         transport::SubscriptionType,
     },
+    state::StateEntry,
 };
 
 /// Where the worker listens.
@@ -34,6 +35,29 @@ pub enum FunctionsCommand {
         /// How long to wait for the outcome, in milliseconds.
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
+    },
+    /// Print one entry of a function's state (JSON, as Pulsar's `FunctionState`).
+    Querystate {
+        /// `tenant/namespace/name`.
+        function: String,
+        #[arg(long, short = 'k')]
+        key: String,
+        /// Read the value as a counter (`numberValue`).
+        #[arg(long)]
+        counter: bool,
+    },
+    /// Set one entry of a function's state; returns once it is on disk.
+    Putstate {
+        /// `tenant/namespace/name`.
+        function: String,
+        #[arg(long, short = 'k')]
+        key: String,
+        /// The value, as text.
+        #[arg(long, required_unless_present = "counter", conflicts_with = "counter")]
+        value: Option<String>,
+        /// The value, as a counter.
+        #[arg(long, allow_hyphen_values = true)]
+        counter: Option<i64>,
     },
     /// Print the status of every function, or of one (JSON).
     Status {
@@ -112,6 +136,13 @@ pub fn functions(command: FunctionsCommand, socket: &Path) -> anyhow::Result<()>
                 eprintln!("warning: {warning}");
             }
             Ok(())
+        }
+        FunctionsCommand::Querystate { function, key, counter } => {
+            print_json(&ask(socket, &Request::QueryState { function, key, counter })?.state)
+        }
+        FunctionsCommand::Putstate { function, key, value, counter } => {
+            let entry = StateEntry { key, string_value: value, number_value: counter, ..StateEntry::default() };
+            print_json(&ask(socket, &Request::PutState { function, entry })?.state)
         }
         FunctionsCommand::Status { function } => {
             let header = ask(socket, &Request::Status { function })?;

@@ -1,6 +1,7 @@
 //! `pfn worker`: the worker, its local endpoint, and SIGINT/SIGTERM handling.
 
 use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -24,6 +25,7 @@ use crate::{
     },
     loader::Loader,
     sync::lock,
+    telemetry::{Count, MetricsServer},
     worker::{Backoff, Topics, Worker, WorkerHandle, WorkerOptions},
 };
 
@@ -73,6 +75,49 @@ pub struct WorkerArgs {
     /// receive, send and acknowledge on their own threads.
     #[arg(long, env = "PFN_PULSAR_IO_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pulsar_io_threads: u16,
+    /// Where `GET /metrics` is served in the Prometheus text format (`HOST:PORT`, port 0 for any
+    /// free one), or `off` [default: 127.0.0.1:9094, skipped with a warning when taken]
+    #[arg(long, env = "PFN_METRICS_ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<MetricsAddr>,
+    /// The cluster name the metrics carry, as Pulsar Functions label theirs.
+    #[arg(long, env = "PFN_CLUSTER", default_value = "standalone")]
+    pub cluster: String,
+}
+
+/// The metrics endpoint's address when none is given.
+const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9094);
+
+/// Where the metrics endpoint goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAddr {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+    if text == "off" {
+        return Ok(MetricsAddr::Off);
+    }
+    text.parse().map(MetricsAddr::At).map_err(|error| format!("`{text}` is neither HOST:PORT nor off: {error}"))
+}
+
+/// Starts the metrics endpoint as asked. The default address may be taken (another worker on
+/// this machine): then the worker runs without one, and says so.
+fn start_metrics(asked: Option<MetricsAddr>, handle: &WorkerHandle) -> anyhow::Result<Option<MetricsServer>> {
+    let addr = match asked {
+        Some(MetricsAddr::Off) => return Ok(None),
+        Some(MetricsAddr::At(addr)) => addr,
+        None => DEFAULT_METRICS_ADDR,
+    };
+    let handle = handle.clone();
+    match MetricsServer::start(addr, Arc::new(move || handle.render_metrics())) {
+        Ok(server) => Ok(Some(server)),
+        Err(error) if asked.is_none() => {
+            tracing::warn!(%error, "no metrics endpoint: pass --metrics-addr to choose another address");
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then drains and returns.
@@ -91,6 +136,8 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
             max: Duration::from_millis(args.max_nack_backoff_ms.max(args.nack_backoff_ms)),
         },
         state_store: state_dir.join("state.redb"),
+        cluster: args.cluster.clone(),
+        timing: args.metrics_addr != Some(MetricsAddr::Off),
     };
     // Signals first: a worker still waiting for its broker stops on SIGTERM too.
     let stop_requested = Arc::new(AtomicBool::new(false));
@@ -137,6 +184,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
     };
     let worker = Worker::new(options, loader, EmbeddedBroker::new(), topics)?;
     let handle = worker.handle();
+    let metrics = start_metrics(args.metrics_addr, &handle)?;
     let socket = args.socket.unwrap_or_else(|| default_socket(&state_dir));
     let endpoint = Endpoint::start(&socket, handle.clone())?;
     *lock(&running) = Some(handle.clone());
@@ -145,25 +193,20 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
     }
 
     let summary = worker.run();
+    drop(metrics);
     let open_sessions = endpoint.stop(Instant::now() + grace_period);
     signals_handle.close();
     let _ = signal_thread.join();
     for function in &summary.functions {
-        let total = |pick: fn(&crate::worker::stats::InstanceStatus) -> u64| -> u64 {
-            function.instances.iter().map(pick).sum()
-        };
-        eprintln!(
-            "pfn worker: {}: {} received, {} acked, {} outputs, {} filtered, {} dead-lettered, {} user exceptions, {} timeouts, {} reloads",
-            function.fqfn,
-            total(|i| i.received_total),
-            total(|i| i.acked_total),
-            total(|i| i.outputs_total),
-            total(|i| i.filtered_total),
-            total(|i| i.dead_lettered_total),
-            total(|i| i.user_exceptions_total),
-            total(|i| i.timeouts_total),
-            function.reloads.len(),
-        );
+        let mut parts: Vec<String> = Count::ALL
+            .into_iter()
+            .filter_map(|count| {
+                let total: u64 = function.instances.iter().map(|instance| instance.count(count)).sum();
+                Some(format!("{total} {}", count.summary_words()?))
+            })
+            .collect();
+        parts.push(format!("{} reloads", function.reloads.len()));
+        eprintln!("pfn worker: {}: {}", function.fqfn, parts.join(", "));
     }
     if open_sessions > 0 {
         tracing::warn!(open_sessions, "endpoint sessions still open at exit");

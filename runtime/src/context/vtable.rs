@@ -10,12 +10,12 @@ use std::{
 };
 
 use abi_stable::{
-    prefix_type::WithMetadata,
+    prefix_type::{PrefixRef, WithMetadata, WithMetadata_},
     std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 use pfn_abi::ffi::{
-    ContextErrorKind, CtxResult, FfiContextError, FunctionInfo, HostHandle, HostVtable, HostVtableRef, LogLevel,
-    OutMessage, Property,
+    ContextErrorKind, CtxResult, FfiContextError, FunctionInfo, HostCallbacks, HostHandle, HostVtable_Prefix,
+    HostVtableRef, LogLevel, OutMessage, Property,
 };
 
 use super::{InstanceHost, pinned_view};
@@ -173,8 +173,23 @@ extern "C" fn state_delete_prefix(host: HostHandle, prefix: RStr<'_>) -> CtxResu
     })
 }
 
-extern "C" fn record_metric(_: HostHandle, _: RStr<'_>, _: f64) -> CtxResult<()> {
-    guarded_ctx(|| not_available("record_metric"))
+extern "C" fn record_metric(host: HostHandle, name: RStr<'_>, value: f64) -> CtxResult<()> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded_ctx(|| {
+        let Some(metrics) = host.services.metrics.as_deref() else {
+            return failure(ContextErrorKind::NotAvailable, "metrics are not available to this instance");
+        };
+        let name = name.as_str();
+        if name.is_empty() || !value.is_finite() {
+            return failure(
+                ContextErrorKind::InvalidArgument,
+                format!("a metric needs a name and a finite value, not {name:?} = {value}"),
+            );
+        }
+        metrics.record_user_metric(name, value);
+        RResult::ROk(())
+    })
 }
 
 extern "C" fn publish(_: HostHandle, _: &OutMessage<'_>) -> CtxResult<()> {
@@ -196,7 +211,7 @@ extern "C" fn ack(host: HostHandle) -> CtxResult<()> {
     })
 }
 
-static HOST_VTABLE_WITH_METADATA: &WithMetadata<HostVtable> = &WithMetadata::new(HostVtable {
+static HOST_CALLBACKS: &WithMetadata<HostCallbacks> = &WithMetadata::new(HostCallbacks {
     log_enabled,
     log,
     function_info,
@@ -215,5 +230,16 @@ static HOST_VTABLE_WITH_METADATA: &WithMetadata<HostVtable> = &WithMetadata::new
     state_delete_prefix,
 });
 
-/// The callbacks every instance's context carries.
-pub const HOST_VTABLE: HostVtableRef = HostVtableRef(HOST_VTABLE_WITH_METADATA.static_as_prefix());
+/// The callbacks every instance's context carries, typed as the interface-1.0 table that
+/// `FfiContext` names (see `HostCallbacks` in pfn-abi for why).
+pub const HOST_VTABLE: HostVtableRef =
+    // SAFETY: `HostCallbacks` starts with `HostVtable`'s fields, in the same order and of the same
+    // types (both are declared from one list); the table's metadata describes all of them.
+    HostVtableRef(unsafe {
+        PrefixRef::from_raw(
+            HOST_CALLBACKS
+                .static_as_prefix()
+                .to_raw_ptr()
+                .cast::<WithMetadata_<HostVtable_Prefix, HostVtable_Prefix>>(),
+        )
+    });

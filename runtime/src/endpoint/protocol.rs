@@ -10,6 +10,7 @@ use crate::{
         pulsar::PulsarStats,
         transport::{Delivery, SubscriptionType},
     },
+    state::StateEntry,
     worker::{Deleted, stats::FunctionStatus},
 };
 
@@ -39,6 +40,10 @@ pub enum Request {
     Status { function: Option<String> },
     /// Stop a function for good (see [`crate::worker::WorkerHandle::delete`]).
     Delete { function: String },
+    /// One entry of a function's state, as a counter when `counter`.
+    QueryState { function: String, key: String, counter: bool },
+    /// Set one entry of a function's state.
+    PutState { function: String, entry: StateEntry },
     /// A topic's counts.
     TopicStats { topic: String },
 }
@@ -91,6 +96,8 @@ pub struct Header {
     /// Failures of the worker's Pulsar consumers and producers, when it runs on Pulsar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulsar: Option<PulsarStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateEntry>,
 }
 
 impl Header {

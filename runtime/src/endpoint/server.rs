@@ -180,6 +180,20 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
             };
             write_header(&mut out, &header)
         }
+        Request::QueryState { function, key, counter } => {
+            let header = match worker.query_state(&function, &key, counter) {
+                Ok(entry) => Header { state: Some(entry), ..Header::ok() },
+                Err(error) => Header::error(error),
+            };
+            write_header(&mut out, &header)
+        }
+        Request::PutState { function, entry } => {
+            let header = match worker.put_state(&function, &entry) {
+                Ok(()) => Header { state: Some(entry), ..Header::ok() },
+                Err(error) => Header::error(error),
+            };
+            write_header(&mut out, &header)
+        }
         Request::TopicStats { topic } => {
             let counts = worker.broker.counts(&topic);
             let subscriptions = counts

@@ -2,10 +2,10 @@
 //! its batch that succeeded. Shared by the versions of one instance (the running one, the one it
 //! is swapped to, the one kept on probation), so that each sees what the others wrote.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::Instant};
 
 use super::{FunctionStore, Layer, StateError, check_key, store::Durable};
-use crate::sync::lock;
+use crate::{sync::lock, telemetry::StateOp};
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -30,49 +30,68 @@ impl StateSlot {
         &self.store
     }
 
+    /// Runs `op` on the writes in progress, counting it and timing it.
+    fn measured<T>(
+        &self,
+        op: StateOp,
+        run: impl FnOnce(&mut Pending) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let started = Instant::now();
+        let result = run(&mut lock(&self.pending));
+        self.store.ops().record(op, started.elapsed());
+        result
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         check_key(key)?;
-        let pending = lock(&self.pending);
-        self.store.get(&[&pending.call, &pending.batch], key)
+        self.measured(StateOp::Get, |pending| self.store.get(&[&pending.call, &pending.batch], key))
     }
 
     pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
         check_key(key)?;
-        lock(&self.pending).call.put(key, value.to_vec());
-        Ok(())
+        self.measured(StateOp::Put, |pending| {
+            pending.call.put(key, value.to_vec());
+            Ok(())
+        })
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StateError> {
         check_key(key)?;
-        lock(&self.pending).call.delete(key);
-        Ok(())
+        self.measured(StateOp::Delete, |pending| {
+            pending.call.delete(key);
+            Ok(())
+        })
     }
 
     /// Adds `amount` to counter `key`; returns its value as this call sees it now.
     pub fn incr(&self, key: &str, amount: i64) -> Result<i64, StateError> {
         check_key(key)?;
-        let mut pending = lock(&self.pending);
-        let current = self.store.get_counter(&[&pending.call, &pending.batch], key)?;
-        let new = current.checked_add(amount).ok_or_else(|| StateError::Overflow { key: key.to_owned() })?;
-        pending.call.add(key, amount);
-        Ok(new)
+        self.measured(StateOp::Incr, |pending| {
+            let current = self.store.get_counter(&[&pending.call, &pending.batch], key)?;
+            let new = current.checked_add(amount).ok_or_else(|| StateError::Overflow { key: key.to_owned() })?;
+            pending.call.add(key, amount);
+            Ok(new)
+        })
     }
 
     pub fn get_counter(&self, key: &str) -> Result<i64, StateError> {
         check_key(key)?;
-        let pending = lock(&self.pending);
-        self.store.get_counter(&[&pending.call, &pending.batch], key)
+        self.measured(StateOp::GetCounter, |pending| self.store.get_counter(&[&pending.call, &pending.batch], key))
     }
 
     /// Up to `limit` keys starting with `prefix`, after `start_after`, in order.
     pub fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Vec<String>, StateError> {
-        let pending = lock(&self.pending);
-        self.store.list(&[&pending.call, &pending.batch], prefix, start_after, limit.min(super::MAX_PAGE))
+        self.measured(StateOp::List, |pending| {
+            self.store.list(&[&pending.call, &pending.batch], prefix, start_after, limit.min(super::MAX_PAGE))
+        })
     }
 
     /// Deletes every key that starts with `prefix` (an empty prefix: every key).
     pub fn delete_prefix(&self, prefix: &str) {
-        lock(&self.pending).call.delete_prefix(prefix);
+        let _ = self.measured(StateOp::DeletePrefix, |pending| {
+            pending.call.delete_prefix(prefix);
+            Ok(())
+        });
     }
 
     /// Ends a call: its writes join the batch's when it succeeded, and are dropped otherwise.

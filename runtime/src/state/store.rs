@@ -12,15 +12,19 @@ use std::{
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex},
     thread,
+    time::Instant,
 };
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use super::{
-    StateError, counter,
+    StateEntry, StateError, counter,
     layer::{Layer, Lookup, Write},
 };
-use crate::sync::lock;
+use crate::{
+    sync::lock,
+    telemetry::{FlushMetrics, StateOpMetrics},
+};
 
 /// Every function's values, keyed by (fully qualified function name, key).
 const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
@@ -43,8 +47,9 @@ struct Layers {
     /// The writes of the flush in progress, and its epoch (0 when none is in progress).
     flushing: Arc<Staged>,
     flushing_epoch: u64,
-    /// The epoch of the last flush the file holds.
-    durable_epoch: u64,
+    /// The epoch the next flush takes, and so `staged`'s. Epochs only grow, even past a flush
+    /// that failed.
+    next_epoch: u64,
     closing: bool,
 }
 
@@ -53,6 +58,7 @@ struct Shared {
     path: PathBuf,
     layers: Mutex<Layers>,
     work: Condvar,
+    flushes: Arc<FlushMetrics>,
 }
 
 /// The state store of one worker (or one `pfn run`). Dropping it flushes what is staged.
@@ -72,6 +78,7 @@ impl std::fmt::Debug for StateStore {
 pub struct FunctionStore {
     shared: Arc<Shared>,
     fqfn: Arc<str>,
+    ops: Arc<StateOpMetrics>,
 }
 
 impl std::fmt::Debug for FunctionStore {
@@ -83,18 +90,23 @@ impl std::fmt::Debug for FunctionStore {
 impl StateStore {
     /// Opens (or creates) the store at `path`, repairing it quickly if the last process died.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let failed = |source: redb::Error| StateError::Open { path: path.to_path_buf(), source: Arc::new(source) };
+        let failed = |source: redb::Error| StateError::Open { path: path.to_path_buf(), reason: Arc::new(source) };
         let db = Database::create(path).map_err(|e| failed(e.into()))?;
-        let durable_epoch = stored_epoch(&db.begin_read().map_err(|e| failed(e.into()))?).map_err(failed)?;
-        let layers = Layers { durable_epoch, ..Layers::default() };
-        let shared =
-            Arc::new(Shared { db, path: path.to_path_buf(), layers: Mutex::new(layers), work: Condvar::new() });
+        let stored = stored_epoch(&db.begin_read().map_err(|e| failed(e.into()))?).map_err(failed)?;
+        let layers = Layers { next_epoch: stored + 1, ..Layers::default() };
+        let shared = Arc::new(Shared {
+            db,
+            path: path.to_path_buf(),
+            layers: Mutex::new(layers),
+            work: Condvar::new(),
+            flushes: Arc::default(),
+        });
         let flusher = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("pfn-state".into())
                 .spawn(move || shared.flush_until_closed())
-                .map_err(|source| StateError::Flusher { source: Arc::new(source) })?
+                .map_err(|source| StateError::Flusher { reason: Arc::new(source) })?
         };
         Ok(Self { shared, flusher: Some(flusher) })
     }
@@ -104,9 +116,14 @@ impl StateStore {
         &self.shared.path
     }
 
-    /// The view of function `fqfn`.
+    /// The view of function `fqfn`, with metrics of its own.
     pub fn function(&self, fqfn: &str) -> FunctionStore {
-        FunctionStore { shared: Arc::clone(&self.shared), fqfn: Arc::from(fqfn) }
+        FunctionStore { shared: Arc::clone(&self.shared), fqfn: Arc::from(fqfn), ops: Arc::default() }
+    }
+
+    /// What the store's group commits measured.
+    pub fn flush_metrics(&self) -> Arc<FlushMetrics> {
+        Arc::clone(&self.shared.flushes)
     }
 }
 
@@ -140,22 +157,22 @@ impl Shared {
             if layers.staged.is_empty() && layers.staged_waiters.is_empty() {
                 return;
             }
-            let epoch = layers.durable_epoch + 1;
+            let epoch = layers.next_epoch;
+            layers.next_epoch += 1;
             layers.flushing = Arc::new(std::mem::take(&mut layers.staged));
             layers.flushing_epoch = epoch;
             let waiters = std::mem::take(&mut layers.staged_waiters);
             drop(layers);
+            let started = Instant::now();
             let written = self.write(epoch);
+            self.flushes.record(started.elapsed());
             let mut layers = lock(&self.layers);
             layers.flushing = Arc::default();
             layers.flushing_epoch = 0;
             let result = match written {
-                Ok(()) => {
-                    layers.durable_epoch = epoch;
-                    Ok(())
-                }
+                Ok(()) => Ok(()),
                 Err(source) => {
-                    let error = StateError::Write { path: self.path.clone(), source: Arc::new(source) };
+                    let error = StateError::Write { path: self.path.clone(), reason: Arc::new(source) };
                     tracing::error!(%error, "state writes lost; their inputs will be redelivered");
                     Err(error)
                 }
@@ -265,6 +282,11 @@ impl FunctionStore {
         &self.fqfn
     }
 
+    /// What the function's state operations measured.
+    pub fn ops(&self) -> &StateOpMetrics {
+        &self.ops
+    }
+
     /// Reads `key` through `above` (newest first: a call's writes, then its batch's), then the
     /// store.
     pub fn get(&self, above: &[&Layer], key: &str) -> Result<Option<Vec<u8>>, StateError> {
@@ -274,22 +296,27 @@ impl FunctionStore {
                 return resolution.finish(key, None);
             }
         }
-        let (flushing, flushing_epoch) = {
+        // What the staged and the flushing writes say of the key, with the epoch each will have
+        // in the file: a read that begins after the file got that epoch must not count it again.
+        let pending: [(Option<OwnedLookup>, u64); 2] = {
             let layers = lock(&self.shared.layers);
-            if let Some(staged) = layers.staged.get(&self.fqfn)
-                && resolution.see(staged.lookup(key))
-            {
-                return resolution.finish(key, None);
-            }
-            let flushing = layers.flushing.get(&self.fqfn).map(|layer| owned_lookup(layer.lookup(key)));
-            (flushing.flatten(), layers.flushing_epoch)
+            let lookup = |staged: Option<&Layer>| staged.and_then(|layer| owned_lookup(layer.lookup(key)));
+            [
+                (lookup(layers.staged.get(&self.fqfn)), layers.next_epoch),
+                (lookup(layers.flushing.get(&self.fqfn)), layers.flushing_epoch),
+            ]
         };
         let read = self.shared.db.begin_read().map_err(|e| self.read_error(e.into()))?;
-        if let Some(write) = flushing
-            && stored_epoch(&read).map_err(|e| self.read_error(e))? < flushing_epoch
-            && resolution.see(write.as_lookup())
-        {
-            return resolution.finish(key, None);
+        if pending.iter().any(|(write, _)| write.is_some()) {
+            let stored = stored_epoch(&read).map_err(|e| self.read_error(e))?;
+            for (write, epoch) in &pending {
+                if let Some(write) = write
+                    && stored < *epoch
+                    && resolution.see(write.as_lookup())
+                {
+                    return resolution.finish(key, None);
+                }
+            }
         }
         let base = match read.open_table(VALUES) {
             Ok(values) => values
@@ -322,19 +349,19 @@ impl FunctionStore {
         let after = |key: &str| start_after.is_none_or(|start| key > start);
         // Snapshot the layers above the file: their keys in range and what they decide.
         let mut layers: Vec<Layer> = above.iter().map(|layer| (*layer).clone()).collect();
-        let read;
-        {
+        // The staged and the flushing writes, with the epoch each will have in the file: skipped
+        // when the read below begins after the file got it (as in `get`).
+        let pending: [(Option<Layer>, u64); 2] = {
             let shared = lock(&self.shared.layers);
-            layers.extend(shared.staged.get(&self.fqfn).cloned());
-            let flushing = shared.flushing.get(&self.fqfn).cloned();
-            let flushing_epoch = shared.flushing_epoch;
-            drop(shared);
-            read = self.shared.db.begin_read().map_err(|e| self.read_error(e.into()))?;
-            if let Some(flushing) = flushing
-                && stored_epoch(&read).map_err(|e| self.read_error(e))? < flushing_epoch
-            {
-                layers.push(flushing);
-            }
+            [
+                (shared.staged.get(&self.fqfn).cloned(), shared.next_epoch),
+                (shared.flushing.get(&self.fqfn).cloned(), shared.flushing_epoch),
+            ]
+        };
+        let read = self.shared.db.begin_read().map_err(|e| self.read_error(e.into()))?;
+        if pending.iter().any(|(layer, _)| layer.is_some()) {
+            let stored = stored_epoch(&read).map_err(|e| self.read_error(e))?;
+            layers.extend(pending.into_iter().filter(|(_, epoch)| stored < *epoch).filter_map(|(layer, _)| layer));
         }
         let decided = |key: &str| {
             layers.iter().find_map(|layer| match layer.lookup(key) {
@@ -373,10 +400,27 @@ impl FunctionStore {
         Ok(keys.into_iter().take(limit).collect())
     }
 
+    /// The entry of `key` as the command line shows it (see [`StateEntry`]).
+    pub fn query(&self, key: &str, as_counter: bool) -> Result<StateEntry, StateError> {
+        super::check_key(key)?;
+        let value = self.get(&[], key)?.ok_or_else(|| StateError::NoKey { key: key.to_owned() })?;
+        StateEntry::read(key, &value, as_counter)
+    }
+
+    /// Sets an entry from the command line, returning once it is on disk.
+    pub fn put_entry(&self, entry: &StateEntry) -> Result<(), StateError> {
+        self.write_now(entry.write()?)
+    }
+
     /// Stages `writes` (a batch's, or one command's) and calls `durable` once they are on disk.
     /// Reads see them at once.
+    /// Once the store is closed, `durable` is told so at once.
     pub fn stage(&self, writes: Layer, durable: Durable) {
         let mut layers = lock(&self.shared.layers);
+        if layers.closing {
+            drop(layers);
+            return durable(Err(StateError::Closed));
+        }
         if !writes.is_empty() {
             layers.staged.entry(Arc::clone(&self.fqfn)).or_default().absorb(writes);
         }
@@ -399,7 +443,7 @@ impl FunctionStore {
     }
 
     fn read_error(&self, source: redb::Error) -> StateError {
-        StateError::Read { path: self.shared.path.clone(), source: Arc::new(source) }
+        StateError::Read { path: self.shared.path.clone(), reason: Arc::new(source) }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::{
     io::transport::{Delivery, DeliveryTag, MessageId, Source},
     state::StateSlot,
     sync::lock,
+    telemetry::InstanceMetrics,
 };
 
 /// A new plugin instance waiting to be switched to between two messages.
@@ -41,12 +42,18 @@ pub(super) struct InstanceControl {
 }
 
 impl InstanceControl {
-    pub fn new(id: u32, source: Arc<dyn Source>, version: &str, state: Arc<StateSlot>) -> Self {
+    pub fn new(
+        id: u32,
+        source: Arc<dyn Source>,
+        version: &str,
+        state: Arc<StateSlot>,
+        metrics: Arc<InstanceMetrics>,
+    ) -> Self {
         Self {
             id,
             source,
             state,
-            stats: InstanceStats::new(version),
+            stats: InstanceStats::new(version, metrics),
             stop: AtomicBool::new(false),
             swap_ready: AtomicBool::new(false),
             swap: Mutex::new(None),

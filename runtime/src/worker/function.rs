@@ -29,6 +29,7 @@ use crate::{
     loader::Plugin,
     state::{FunctionStore, StateSlot},
     sync::lock,
+    telemetry::{InstanceLabels, InstanceMetrics},
 };
 
 /// What a function shares with status requests.
@@ -42,10 +43,10 @@ pub struct FunctionShared {
     pub spec_file: PathBuf,
     deleted: AtomicBool,
     state: Mutex<FunctionState>,
-    version: Mutex<Option<String>>,
-    instances: Mutex<Vec<Arc<InstanceControl>>>,
-    reloads: Mutex<Vec<Reload>>,
-    refusals: Mutex<Vec<Refusal>>,
+    pub(super) version: Mutex<Option<String>>,
+    pub(super) instances: Mutex<Vec<Arc<InstanceControl>>>,
+    pub(super) reloads: Mutex<Vec<Reload>>,
+    pub(super) refusals: Mutex<Vec<Refusal>>,
 }
 
 impl FunctionShared {
@@ -145,6 +146,16 @@ pub enum StartError {
     Thread { fqfn: String, source: std::io::Error },
 }
 
+impl StartError {
+    /// What went wrong, in a word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Init(_) => "init",
+            Self::Subscribe { .. } | Self::Unsupported { .. } | Self::Thread { .. } => "start",
+        }
+    }
+}
+
 /// What every function's instances are wired to.
 #[derive(Debug, Clone)]
 pub(super) struct Wiring {
@@ -153,6 +164,10 @@ pub(super) struct Wiring {
     pub outcomes: Arc<Outcomes>,
     pub events: mpsc::Sender<WorkerEvent>,
     pub backoff: Backoff,
+    /// The cluster name every instance's metrics carry.
+    pub cluster: String,
+    /// Whether calls are timed for the latency metrics (the metrics endpoint is on).
+    pub timing: bool,
 }
 
 /// A running function.
@@ -166,24 +181,28 @@ pub(super) struct FunctionRunner {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Creates one instance of `plugin` per instance id of the function, each with its state slot.
+/// Creates one instance of `plugin` per instance id of the function, each with its services.
 fn instantiate_all(
     spec: &FunctionSpec,
     plugin: &Plugin,
-    slots: &[Arc<StateSlot>],
+    services: &[Services],
 ) -> Result<Vec<PluginInstance>, InitError> {
-    (0..spec.parallelism).zip(slots).map(|(id, slot)| instantiate(spec, plugin, id, slot)).collect()
+    (0..spec.parallelism).zip(services).map(|(id, services)| instantiate(spec, plugin, id, services)).collect()
 }
 
-/// Creates instance `id` of `plugin`, with state slot `slot`.
+/// Creates instance `id` of `plugin`, with `services`.
 fn instantiate(
     spec: &FunctionSpec,
     plugin: &Plugin,
     id: u32,
-    slot: &Arc<StateSlot>,
+    services: &Services,
 ) -> Result<PluginInstance, InitError> {
-    let services = Services { state: Some(Arc::clone(slot)) };
-    plugin.instantiate(FunctionIdentity::for_spec(spec, id), services)
+    plugin.instantiate(FunctionIdentity::for_spec(spec, id), services.clone())
+}
+
+/// The services of an instance's control: its state slot and its metrics.
+fn services_of(control: &InstanceControl) -> Services {
+    Services { state: Some(Arc::clone(&control.state)), metrics: Some(Arc::clone(&control.stats.metrics)) }
 }
 
 impl FunctionRunner {
@@ -199,9 +218,23 @@ impl FunctionRunner {
         if let Err(refusal) = wiring.transport.offers(spec.processing_guarantees) {
             return Err(StartError::Unsupported { fqfn, refusal });
         }
-        let slots: Vec<Arc<StateSlot>> =
-            (0..spec.parallelism).map(|_| Arc::new(StateSlot::new(shared.store.clone()))).collect();
-        let instances = instantiate_all(spec, &plugin, &slots)?;
+        let parts: Vec<(Arc<StateSlot>, Arc<InstanceMetrics>)> = (0..spec.parallelism)
+            .map(|id| {
+                let labels = InstanceLabels {
+                    tenant: spec.tenant.clone(),
+                    namespace: spec.namespace.clone(),
+                    name: spec.name.clone(),
+                    instance_id: id,
+                    cluster: wiring.cluster.clone(),
+                };
+                (Arc::new(StateSlot::new(shared.store.clone())), Arc::new(InstanceMetrics::new(labels)))
+            })
+            .collect();
+        let services: Vec<Services> = parts
+            .iter()
+            .map(|(slot, metrics)| Services { state: Some(Arc::clone(slot)), metrics: Some(Arc::clone(metrics)) })
+            .collect();
+        let instances = instantiate_all(spec, &plugin, &services)?;
         let settings = Arc::new(LoopSettings {
             fqfn: fqfn.clone(),
             function: index,
@@ -211,17 +244,18 @@ impl FunctionRunner {
             policy: Policy { guarantees: spec.processing_guarantees, max_message_retries: spec.max_message_retries },
             timeouts: spec.timeout_ms.is_some(),
             nack_backoff: wiring.backoff,
+            timing: wiring.timing,
         });
         let mut controls = Vec::new();
         let mut threads = Vec::new();
         let mut watched = Vec::new();
         let request = spec.subscription_request();
-        for ((id, instance), slot) in (0..).zip(instances).zip(slots) {
+        for ((id, instance), (slot, metrics)) in (0..).zip(instances).zip(parts) {
             let source = wiring
                 .transport
                 .subscribe(&request)
                 .map_err(|source| StartError::Subscribe { fqfn: fqfn.clone(), source })?;
-            let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version, slot));
+            let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version, slot, metrics));
             if let Some(timeout_ms) = spec.timeout_ms {
                 let timeout = Duration::from_millis(timeout_ms);
                 watched.push(Watched::new(fqfn.clone(), timeout, wiring.backoff, Arc::clone(&control)));
@@ -251,8 +285,8 @@ impl FunctionRunner {
     /// Initialises an instance of `plugin` per instance, then leaves each one to be switched
     /// to at its instance's next message boundary. Nothing changes if any init fails.
     pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
-        let slots: Vec<Arc<StateSlot>> = self.controls.iter().map(|control| Arc::clone(&control.state)).collect();
-        let instances = instantiate_all(&self.shared.spec, &plugin, &slots)?;
+        let services: Vec<Services> = self.controls.iter().map(|control| services_of(control)).collect();
+        let instances = instantiate_all(&self.shared.spec, &plugin, &services)?;
         for (control, instance) in self.controls.iter().zip(instances) {
             // A swap the instance had not taken yet is superseded by this one.
             drop(control.offer_swap(Swap { instance, probation }));
@@ -277,7 +311,7 @@ impl FunctionRunner {
             if *lock(&control.stats.version) != from {
                 continue;
             }
-            match instantiate(&self.shared.spec, &previous, control.id, &control.state) {
+            match instantiate(&self.shared.spec, &previous, control.id, &services_of(control)) {
                 Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
                 Err(error) => {
                     tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")

@@ -9,7 +9,7 @@
 
 use std::{
     sync::{Arc, atomic::Ordering, mpsc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -17,13 +17,13 @@ use super::{
     commits::{Commit, Commits},
     control::{InstanceControl, Swap},
     outcomes::{Outcome, Outcomes},
-    stats::BatchCounts,
 };
 use crate::{
     execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement, execute},
     instance::PluginInstance,
     io::transport::{Delivery, DeliveryTag, Message, MessageIdText, Sink, TransportError},
     sync::lock,
+    telemetry::{Count, Counts},
     vocabulary::{Failure, FailureKind, ProcessingGuarantees},
 };
 
@@ -49,7 +49,13 @@ pub(super) struct LoopSettings {
     pub policy: Policy,
     pub timeouts: bool,
     pub nack_backoff: Backoff,
+    /// Time one call in [`TIMED_EVERY`] for the latency metrics.
+    pub timing: bool,
 }
+
+/// One call in this many is timed for the latency metrics: reading the clock around every call
+/// would cost a noticeable share of a call that takes tens of nanoseconds.
+const TIMED_EVERY: u32 = 16;
 
 /// Redelivery delay after the `n`th failure: `base * 2^n`, at most `max`.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +97,9 @@ pub(super) struct InstanceLoop {
     unacked: Vec<DeliveryTag>,
     nacks: Vec<(DeliveryTag, u32, Failure)>,
     reports: Vec<(Arc<Message>, Outcome)>,
-    counts: BatchCounts,
+    counts: Counts,
+    /// Calls made, for picking the ones to time.
+    calls: u32,
     commits: Commits,
     finished: Vec<Commit>,
 }
@@ -123,7 +131,8 @@ impl InstanceLoop {
             unacked: Vec::new(),
             nacks: Vec::new(),
             reports: Vec::new(),
-            counts: BatchCounts::default(),
+            counts: Counts::default(),
+            calls: 0,
             commits: Commits::default(),
             finished: Vec::new(),
         }
@@ -181,15 +190,16 @@ impl InstanceLoop {
         if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
             let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
             // Counted now: a batch taken back by the watchdog is still acknowledged.
-            let acked = self.control.source.ack(&tags) as u64;
-            self.control.stats.add(&BatchCounts { acked, ..BatchCounts::default() });
+            let mut acked = Counts::default();
+            acked.add(Count::Acked, self.control.source.ack(&tags) as u64);
+            self.control.stats.add(&acked);
         }
         let mut ids = MessageIdText::default();
         for delivery in &batch {
             if self.control.swap_ready.load(Ordering::Acquire) {
                 self.take_swap();
             }
-            self.counts.received += 1;
+            self.counts.add(Count::Received, 1);
             if self.settings.policy.exhausted(delivery.redelivery_count) {
                 let exhausted = Policy::exhausted_failure();
                 let failure = delivery.last_failure.as_deref().unwrap_or(&exhausted);
@@ -213,7 +223,12 @@ impl InstanceLoop {
         if self.settings.timeouts {
             self.control.watch.enter(delivery);
         }
+        self.calls = self.calls.wrapping_add(1);
+        let started = (self.settings.timing && self.calls.is_multiple_of(TIMED_EVERY)).then(Instant::now);
         let called = call(&mut self.instance, &input);
+        if let Some(started) = started {
+            self.control.stats.metrics.observe_latency(started.elapsed());
+        }
         let called = match (called, self.probation.as_mut()) {
             ((CallOutcome::Failed(error), effects), Some(probation)) => match call(&mut probation.old, &input) {
                 (CallOutcome::Failed(_), old_effects) => (CallOutcome::Failed(error), effects.or(old_effects)),
@@ -245,8 +260,8 @@ impl InstanceLoop {
         let failure = outcome.failure().cloned();
         match outcome {
             CallOutcome::Output(payload) => {
-                self.counts.processed_successfully += 1;
-                self.counts.outputs += 1;
+                self.counts.add(Count::ProcessedSuccessfully, 1);
+                self.counts.add(Count::Outputs, 1);
                 if report {
                     self.reports.push((Arc::clone(&delivery.message), Outcome::Output(payload.clone())));
                 }
@@ -261,14 +276,17 @@ impl InstanceLoop {
                 }
             }
             CallOutcome::Filtered => {
-                self.counts.processed_successfully += 1;
-                self.counts.filtered += 1;
+                self.counts.add(Count::ProcessedSuccessfully, 1);
+                self.counts.add(Count::Filtered, 1);
                 if report {
                     self.reports.push((Arc::clone(&delivery.message), Outcome::Filtered));
                 }
             }
             CallOutcome::Failed(error) => {
-                self.counts.user_exceptions += 1;
+                self.counts.add(Count::UserExceptions, 1);
+                if let Some(kind) = Count::of_failure(error.kind) {
+                    self.counts.add(kind, 1);
+                }
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
             }
         }
@@ -306,7 +324,7 @@ impl InstanceLoop {
             properties,
             event_time_ms: input.event_time_ms,
         });
-        self.counts.dead_lettered += 1;
+        self.counts.add(Count::DeadLettered, 1);
         self.acks.push(delivery.tag);
     }
 
@@ -350,6 +368,7 @@ impl InstanceLoop {
         }
         // Acknowledged inputs are counted once their commit settles.
         self.control.stats.add(&self.counts);
+        self.control.stats.metrics.invoked_now();
         self.discard();
         self.finish_commits(Duration::ZERO);
         while self.commits.inputs() >= INPUTS_IN_FLIGHT {
@@ -365,6 +384,7 @@ impl InstanceLoop {
             self.finish(commit);
         }
         self.finished = finished;
+        self.control.stats.metrics.waiting_inputs.store(self.commits.inputs() as u64, Ordering::Relaxed);
     }
 
     /// Acknowledges and counts a commit's inputs, or, when a publish failed, has every one of
@@ -372,7 +392,7 @@ impl InstanceLoop {
     fn finish(&self, commit: Commit) {
         let Commit { failure, acks, reports, .. } = commit;
         let source = &self.control.source;
-        let mut counts = BatchCounts::default();
+        let mut counts = Counts::default();
         match failure {
             None => {
                 let acked = if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
@@ -380,14 +400,14 @@ impl InstanceLoop {
                 } else {
                     source.ack(&acks)
                 };
-                counts.acked += acked as u64;
+                counts.add(Count::Acked, acked as u64);
                 for (message, outcome) in reports {
                     self.outcomes.report(&message, outcome);
                 }
             }
             Some(error) => {
                 tracing::error!(%error, inputs = acks.len(), "commit failed; inputs will be redelivered");
-                counts.system_exceptions += acks.len() as u64;
+                counts.add(Count::SystemExceptions, acks.len() as u64);
                 let failure = Failure::new(FailureKind::System, error.to_string());
                 for tag in acks {
                     source.nack(tag, self.settings.nack_backoff.base, &failure);
@@ -420,7 +440,7 @@ impl InstanceLoop {
         self.unacked.clear();
         self.nacks.clear();
         self.reports.clear();
-        self.counts = BatchCounts::default();
+        self.counts = Counts::default();
     }
 
     /// Switches to the instance waiting in the swap slot, if any.

@@ -32,6 +32,7 @@ impl Worker {
                     shared.refuse(Refusal {
                         file: path.display().to_string(),
                         version: None,
+                        kind: error.kind().into(),
                         reason: error.to_string(),
                     });
                 }
@@ -67,35 +68,42 @@ impl Worker {
     fn offer(&mut self, index: usize, file: &PluginFile) {
         let shared = std::sync::Arc::clone(&self.handle.functions[index]);
         let spec = &shared.spec;
-        let refuse = |reason: String| {
+        let refuse = |kind: &str, reason: String| {
             shared.refuse(Refusal {
                 file: file.path.display().to_string(),
                 version: Some(file.version.to_string()),
+                kind: kind.into(),
                 reason,
             });
         };
         let requirement = semver::VersionReq::parse(&spec.plugin_version).unwrap_or(semver::VersionReq::STAR);
         if !requirement.matches(&file.version) {
-            return refuse(format!("version {} is outside plugin_version {}", file.version, spec.plugin_version));
+            return refuse(
+                "version_requirement",
+                format!("version {} is outside plugin_version {}", file.version, spec.plugin_version),
+            );
         }
         if let Some(runner) = &self.runners[index]
             && file.version <= runner.plugin.version
         {
-            return refuse(format!(
-                "version {} is not higher than the running {}",
-                file.version, runner.plugin.version
-            ));
+            return refuse(
+                "not_newer",
+                format!("version {} is not higher than the running {}", file.version, runner.plugin.version),
+            );
         }
         let rss_before = current_rss_kib();
         let plugin = match self.load(&file.path, spec_pin(&spec.plugin_sha256).unwrap_or(file.pin)) {
             Ok(plugin) => plugin,
-            Err(error) => return refuse(error.to_string()),
+            Err(error) => return refuse(error.kind(), error.to_string()),
         };
         if plugin.info.name != spec.plugin || plugin.version != file.version {
-            return refuse(format!(
-                "the library declares {} {}, not {} {}",
-                plugin.info.name, plugin.info.version, spec.plugin, file.version
-            ));
+            return refuse(
+                "declaration",
+                format!(
+                    "the library declares {} {}, not {} {}",
+                    plugin.info.name, plugin.info.version, spec.plugin, file.version
+                ),
+            );
         }
         match self.runners[index].as_mut() {
             None => self.start(index, plugin, &file.path),
@@ -103,7 +111,7 @@ impl Worker {
                 let from = runner.plugin.info.version.clone();
                 let probation = (self.options.rollback_after > 0).then_some(self.options.rollback_after);
                 if let Err(error) = runner.upgrade(plugin, probation) {
-                    return refuse(error.to_string());
+                    return refuse("init", error.to_string());
                 }
                 let memory_cost_kib =
                     rss_before.zip(current_rss_kib()).map(|(before, after)| after.saturating_sub(before));
@@ -146,6 +154,7 @@ impl Worker {
                 shared.refuse(Refusal {
                     file: path.display().to_string(),
                     version: Some(version),
+                    kind: error.kind().into(),
                     reason: error.to_string(),
                 });
             }

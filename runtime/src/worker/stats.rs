@@ -1,82 +1,47 @@
-//! Counters of a function and its instances, named as Pulsar Functions name its metrics.
+//! What status shows of a function and its instances. The counts come from each instance's
+//! [`InstanceMetrics`], which the Prometheus endpoint reads too.
 
-use std::sync::{
-    Mutex,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use serde::Serialize;
 
-use crate::sync::lock;
+use crate::{
+    sync::lock,
+    telemetry::{Count, Counts, InstanceMetrics},
+};
 
-/// One instance's counters; the instance adds a batch's worth at a time.
-#[derive(Debug, Default)]
+/// One instance's measurements, health and version.
+#[derive(Debug)]
 pub struct InstanceStats {
-    pub received: AtomicU64,
-    pub processed_successfully: AtomicU64,
-    pub user_exceptions: AtomicU64,
-    pub system_exceptions: AtomicU64,
-    pub outputs: AtomicU64,
-    pub filtered: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub acked: AtomicU64,
-    pub timeouts: AtomicU64,
+    pub metrics: Arc<InstanceMetrics>,
     pub healthy: AtomicBool,
     /// The plugin version this instance runs.
     pub version: Mutex<String>,
 }
 
-/// A batch's worth of counts, added to [`InstanceStats`] in one go.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BatchCounts {
-    pub received: u64,
-    pub processed_successfully: u64,
-    pub user_exceptions: u64,
-    pub system_exceptions: u64,
-    pub outputs: u64,
-    pub filtered: u64,
-    pub dead_lettered: u64,
-    pub acked: u64,
-}
-
 impl InstanceStats {
-    pub fn new(version: &str) -> Self {
-        Self { healthy: AtomicBool::new(true), version: Mutex::new(version.to_owned()), ..Self::default() }
+    pub fn new(version: &str, metrics: Arc<InstanceMetrics>) -> Self {
+        Self { metrics, healthy: AtomicBool::new(true), version: Mutex::new(version.to_owned()) }
     }
 
-    pub fn add(&self, counts: &BatchCounts) {
-        let pairs = [
-            (&self.received, counts.received),
-            (&self.processed_successfully, counts.processed_successfully),
-            (&self.user_exceptions, counts.user_exceptions),
-            (&self.system_exceptions, counts.system_exceptions),
-            (&self.outputs, counts.outputs),
-            (&self.filtered, counts.filtered),
-            (&self.dead_lettered, counts.dead_lettered),
-            (&self.acked, counts.acked),
-        ];
-        for (counter, value) in pairs {
-            if value > 0 {
-                counter.fetch_add(value, Ordering::Relaxed);
-            }
-        }
+    /// Adds a batch's worth of counts.
+    pub fn add(&self, counts: &Counts) {
+        self.metrics.counters.add(counts);
     }
 
     pub fn snapshot(&self, instance_id: u32) -> InstanceStatus {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counts = self.metrics.counters.snapshot();
         InstanceStatus {
             instance_id,
             version: lock(&self.version).clone(),
             healthy: self.healthy.load(Ordering::Relaxed),
-            received_total: read(&self.received),
-            processed_successfully_total: read(&self.processed_successfully),
-            user_exceptions_total: read(&self.user_exceptions),
-            system_exceptions_total: read(&self.system_exceptions),
-            outputs_total: read(&self.outputs),
-            filtered_total: read(&self.filtered),
-            dead_lettered_total: read(&self.dead_lettered),
-            acked_total: read(&self.acked),
-            timeouts_total: read(&self.timeouts),
+            counts: counts.iter().map(|(count, value)| (count.status_name().to_owned(), value)).collect(),
         }
     }
 }
@@ -87,15 +52,16 @@ pub struct InstanceStatus {
     pub instance_id: u32,
     pub version: String,
     pub healthy: bool,
-    pub received_total: u64,
-    pub processed_successfully_total: u64,
-    pub user_exceptions_total: u64,
-    pub system_exceptions_total: u64,
-    pub outputs_total: u64,
-    pub filtered_total: u64,
-    pub dead_lettered_total: u64,
-    pub acked_total: u64,
-    pub timeouts_total: u64,
+    /// Every [`Count`], by its status name (`received_total`, ...).
+    #[serde(flatten)]
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl InstanceStatus {
+    /// The value of `count`.
+    pub fn count(&self, count: Count) -> u64 {
+        self.counts.get(count.status_name()).copied().unwrap_or(0)
+    }
 }
 
 /// A reload that was refused, kept for status.
@@ -103,6 +69,8 @@ pub struct InstanceStatus {
 pub struct Refusal {
     pub file: String,
     pub version: Option<String>,
+    /// What was wrong, in a word (`checksum`, `abi_version`, `init`, ...).
+    pub kind: String,
     pub reason: String,
 }
 

@@ -16,6 +16,7 @@ use std::{
 use super::{control::InstanceControl, instance_loop::Backoff};
 use crate::{
     sync::lock,
+    telemetry::{Count, Counts},
     vocabulary::{Failure, FailureKind},
 };
 
@@ -60,8 +61,10 @@ impl Watched {
         }
         *revoked = true;
         control.revoked.store(true, Ordering::Release);
-        control.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-        control.stats.user_exceptions.fetch_add(1, Ordering::Relaxed);
+        let mut counts = Counts::default();
+        counts.add(Count::Timeouts, 1);
+        counts.add(Count::UserExceptions, 1);
+        control.stats.add(&counts);
         control.stats.healthy.store(false, Ordering::Release);
         let timeout_ms = self.timeout.as_millis();
         control.source.nack(
