@@ -97,6 +97,7 @@ fn durable_increments(root: &Path, stateful: &Path, instances: u32, counters: u6
         state_store: root.join("state.redb"),
         cluster: "bench".into(),
         timing: false,
+        secrets_file: None,
     };
     let (handle, thread) = start_worker(options, &cache, &broker);
     let acked = || broker.counts(INPUT).subscriptions.first().map_or(0, |(_, counts)| counts.acked);

@@ -171,6 +171,7 @@ impl Dirs {
             state_store: self.functions.with_file_name("state.redb"),
             cluster: "bench".into(),
             timing,
+            secrets_file: None,
         }
     }
 }

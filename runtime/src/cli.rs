@@ -81,6 +81,13 @@ pub struct RunArgs {
     /// A user-config entry handed to the function (repeatable).
     #[arg(long = "user-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub user_config: Vec<(String, String)>,
+    /// A secret the function reads by NAME, from REFERENCE: `env:VAR`, `file:PATH` or
+    /// `worker:KEY` (repeatable).
+    #[arg(long = "secret", value_name = "NAME=REFERENCE", value_parser = parse_key_value)]
+    pub secrets: Vec<(String, String)>,
+    /// A TOML file of `name = "value"` secrets, for references `worker:NAME`.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub input_format: InputFormat,
     #[arg(long, value_enum, default_value_t)]
@@ -154,6 +161,8 @@ fn run_plugin(args: RunArgs, loader: &Loader) -> anyhow::Result<()> {
         pin: args.sha256.map_or(Pin::Manifest, Pin::Digest),
         input: args.input,
         state_dir: args.state_dir,
+        secrets: args.secrets.into_iter().collect(),
+        secrets_file: args.secrets_file,
         output: args.output,
         dead_letter: args.dead_letter,
         input_format: args.input_format,

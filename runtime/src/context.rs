@@ -17,7 +17,7 @@ use abi_stable::std_types::RStr;
 use pfn_abi::ffi::{FfiContext, HostHandle, Property};
 
 pub use self::vtable::HOST_VTABLE;
-use crate::{state::StateSlot, telemetry::InstanceMetrics};
+use crate::{secrets::Secrets, state::StateSlot, telemetry::InstanceMetrics};
 
 /// Who a function instance is: the facts its context reports.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +77,8 @@ pub struct Services {
     pub state: Option<Arc<StateSlot>>,
     /// The instance's metrics, where `record_metric` records.
     pub metrics: Option<Arc<InstanceMetrics>>,
+    /// The function's secrets, resolved when it started.
+    pub secrets: Option<Arc<Secrets>>,
 }
 
 /// The host state behind one instance's `HostHandle`. Its address must not change while the

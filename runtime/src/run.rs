@@ -4,6 +4,7 @@
 //! function returned nothing), or a dead letter (error, panic, undecodable or malformed input).
 
 use std::{
+    collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -22,6 +23,7 @@ use crate::{
         lines::{Envelope, InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
     },
     loader::{Loader, Pin},
+    secrets::{SecretError, Secrets, WorkerSecrets},
     state::{StateError, StateSlot, StateStore},
     sync::lock,
     verify::VerifyError,
@@ -46,6 +48,10 @@ pub struct RunOptions {
     /// Where the function's state is kept (`state.redb` in it); a fresh temporary directory,
     /// removed at the end, when `None`.
     pub state_dir: Option<PathBuf>,
+    /// The function's secrets: name to reference (`env:VAR`, `file:PATH`, `worker:KEY`).
+    pub secrets: BTreeMap<String, String>,
+    /// The file `worker:` references read.
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// The counts of a run. `messages = outputs + filtered + dead_lettered`.
@@ -101,6 +107,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("cannot create the state directory: {0}")]
     StateDir(std::io::Error),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 fn describe(path: Option<&Path>, default: &str) -> String {
@@ -127,7 +135,10 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     // The first failure of a flush staged along the way, reported at the end.
     let state_failure: Arc<Mutex<Option<StateError>>> = Arc::default();
     let slot = Arc::new(StateSlot::new(state.store.function(&identity.fqfn())));
-    let mut instance = plugin.instantiate(identity, Services { state: Some(Arc::clone(&slot)), metrics: None })?;
+    let worker_secrets = options.secrets_file.as_deref().map(WorkerSecrets::read).transpose()?;
+    let secrets = Secrets::resolve(&options.secrets, worker_secrets.as_ref(), |name| std::env::var(name).ok())?;
+    let services = Services { state: Some(Arc::clone(&slot)), metrics: None, secrets: Some(secrets.shared()) };
+    let mut instance = plugin.instantiate(identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())
         .map_err(|source| RunError::Input { path: input_name.clone(), source })?;

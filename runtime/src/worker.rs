@@ -49,6 +49,7 @@ use crate::{
         transport::{Message, Sink, Transport, TransportError},
     },
     loader::Loader,
+    secrets::{SecretError, WorkerSecrets},
     state::{StateEntry, StateError, StateStore},
     telemetry::FlushMetrics,
     verify::Sha256Digest,
@@ -73,6 +74,8 @@ pub struct WorkerOptions {
     pub cluster: String,
     /// Whether calls are timed for the latency metrics (the metrics endpoint is on).
     pub timing: bool,
+    /// The worker-wide secrets file (`name = "value"` TOML), for `worker:` references.
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// Something the coordinator must act on.
@@ -95,6 +98,8 @@ pub enum WorkerError {
     LoaderThread(std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
 }
 
 /// Why a state command failed.
@@ -312,6 +317,7 @@ impl Worker {
             backoff: options.nack_backoff,
             cluster: options.cluster.clone(),
             timing: options.timing,
+            secrets: options.secrets_file.as_deref().map(WorkerSecrets::read).transpose()?.map(Arc::new),
         };
         let handle = WorkerHandle {
             broker,

@@ -186,3 +186,27 @@ fn errors_and_panics_are_counted_apart() {
     );
     assert_eq!(letters[1]["reason"], "panic");
 }
+
+#[test]
+fn state_and_secrets_in_pfn_run() {
+    let dir = scratch();
+    let state_dir = dir.path().join("state");
+    let run = |input: &[u8], secret: &str| {
+        let mut command = pfn(dir.path());
+        let plugin = fixture("stateful");
+        command.args(["run", "--plugin"]).arg(&plugin).arg("--sha256").arg(sha256_of(&plugin).to_string());
+        command.arg("--state-dir").arg(&state_dir);
+        command.args(["--secret", secret]).env("PFN_TEST_RUN_SECRET", "hush");
+        run_with_stdin(command, input)
+    };
+    let first = run(b"incr visits 2\nsecret api\n", "api=env:PFN_TEST_RUN_SECRET");
+    let (stdout, stderr) = texts(&first);
+    assert!(first.status.success(), "{stderr}");
+    assert_eq!(stdout, "2\nsecret api has 4 bytes\n");
+    // The same state directory again: the counter goes on from where it was.
+    let second = run(b"incr visits 3\n", "api=env:PFN_TEST_RUN_SECRET");
+    assert_eq!(texts(&second).0, "5\n", "{}", texts(&second).1);
+    let missing = run(b"incr visits 1\n", "api=env:PFN_TEST_RUN_NOT_SET");
+    assert!(!missing.status.success());
+    assert!(texts(&missing).1.contains("secret api: env:PFN_TEST_RUN_NOT_SET is not set"), "{}", texts(&missing).1);
+}

@@ -82,6 +82,9 @@ pub struct WorkerArgs {
     /// The cluster name the metrics carry, as Pulsar Functions label theirs.
     #[arg(long, env = "PFN_CLUSTER", default_value = "standalone")]
     pub cluster: String,
+    /// A TOML file of `name = "value"` secrets, for spec references `worker:NAME`.
+    #[arg(long, env = "PFN_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// The metrics endpoint's address when none is given.
@@ -138,6 +141,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
         state_store: state_dir.join("state.redb"),
         cluster: args.cluster.clone(),
         timing: args.metrics_addr != Some(MetricsAddr::Off),
+        secrets_file: args.secrets_file.clone(),
     };
     // Signals first: a worker still waiting for its broker stops on SIGTERM too.
     let stop_requested = Arc::new(AtomicBool::new(false));

@@ -1,8 +1,8 @@
 //! The callbacks a plugin's `Context` calls into, one per `HostVtable` field.
 //!
 //! Every callback runs under `catch_unwind`, so a host-side panic never unwinds into a plugin.
-//! Facilities that belong to later parts of the runtime (metrics, publish, secrets) answer
-//! `NotAvailable` with a message saying so.
+//! A facility the instance was not given, or one that belongs to a later part of the runtime
+//! (publish), answers `NotAvailable` with a message saying so.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
@@ -196,8 +196,16 @@ extern "C" fn publish(_: HostHandle, _: &OutMessage<'_>) -> CtxResult<()> {
     guarded_ctx(|| not_available("publish"))
 }
 
-extern "C" fn secret(_: HostHandle, _: RStr<'_>) -> CtxResult<ROption<RString>> {
-    guarded_ctx(|| not_available("secrets"))
+extern "C" fn secret(host: HostHandle, name: RStr<'_>) -> CtxResult<ROption<RString>> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded_ctx(|| {
+        let Some(secrets) = host.services.secrets.as_deref() else {
+            return failure(ContextErrorKind::NotAvailable, "secrets are not available to this instance");
+        };
+        let value = secrets.get(name.as_str()).map(|value| RString::from(value.expose()));
+        RResult::ROk(value.into())
+    })
 }
 
 /// Notes that the function acknowledged its current input; the instance loop acts on it under

@@ -27,6 +27,7 @@ use crate::{
     instance::{InitError, PluginInstance},
     io::transport::{Sink, Transport, TransportError},
     loader::Plugin,
+    secrets::{SecretError, Secrets, WorkerSecrets},
     state::{FunctionStore, StateSlot},
     sync::lock,
     telemetry::{InstanceLabels, InstanceMetrics},
@@ -144,6 +145,8 @@ pub enum StartError {
     Unsupported { fqfn: String, refusal: TransportError },
     #[error("function {fqfn}: cannot start instance thread: {source}")]
     Thread { fqfn: String, source: std::io::Error },
+    #[error("function {fqfn}: {reason}")]
+    Secret { fqfn: String, reason: SecretError },
 }
 
 impl StartError {
@@ -152,6 +155,7 @@ impl StartError {
         match self {
             Self::Init(_) => "init",
             Self::Subscribe { .. } | Self::Unsupported { .. } | Self::Thread { .. } => "start",
+            Self::Secret { .. } => "secret",
         }
     }
 }
@@ -168,6 +172,8 @@ pub(super) struct Wiring {
     pub cluster: String,
     /// Whether calls are timed for the latency metrics (the metrics endpoint is on).
     pub timing: bool,
+    /// The worker-wide secrets file's contents, for `worker:` references.
+    pub secrets: Option<Arc<WorkerSecrets>>,
 }
 
 /// A running function.
@@ -179,6 +185,8 @@ pub(super) struct FunctionRunner {
     pub previous: Option<Plugin>,
     controls: Vec<Arc<InstanceControl>>,
     threads: Vec<JoinHandle<()>>,
+    /// The function's secrets, resolved when it started, for the instances of new versions too.
+    secrets: Arc<Secrets>,
 }
 
 /// Creates one instance of `plugin` per instance id of the function, each with its services.
@@ -200,9 +208,13 @@ fn instantiate(
     plugin.instantiate(FunctionIdentity::for_spec(spec, id), services.clone())
 }
 
-/// The services of an instance's control: its state slot and its metrics.
-fn services_of(control: &InstanceControl) -> Services {
-    Services { state: Some(Arc::clone(&control.state)), metrics: Some(Arc::clone(&control.stats.metrics)) }
+/// The services of an instance: its control's state slot and metrics, and the function's secrets.
+fn services_of(control: &InstanceControl, secrets: &Arc<Secrets>) -> Services {
+    Services {
+        state: Some(Arc::clone(&control.state)),
+        metrics: Some(Arc::clone(&control.stats.metrics)),
+        secrets: Some(Arc::clone(secrets)),
+    }
 }
 
 impl FunctionRunner {
@@ -218,6 +230,9 @@ impl FunctionRunner {
         if let Err(refusal) = wiring.transport.offers(spec.processing_guarantees) {
             return Err(StartError::Unsupported { fqfn, refusal });
         }
+        let secrets = Secrets::resolve(&spec.secrets, wiring.secrets.as_deref(), |name| std::env::var(name).ok())
+            .map_err(|reason| StartError::Secret { fqfn: fqfn.clone(), reason })?
+            .shared();
         let parts: Vec<(Arc<StateSlot>, Arc<InstanceMetrics>)> = (0..spec.parallelism)
             .map(|id| {
                 let labels = InstanceLabels {
@@ -232,7 +247,11 @@ impl FunctionRunner {
             .collect();
         let services: Vec<Services> = parts
             .iter()
-            .map(|(slot, metrics)| Services { state: Some(Arc::clone(slot)), metrics: Some(Arc::clone(metrics)) })
+            .map(|(slot, metrics)| Services {
+                state: Some(Arc::clone(slot)),
+                metrics: Some(Arc::clone(metrics)),
+                secrets: Some(Arc::clone(&secrets)),
+            })
             .collect();
         let instances = instantiate_all(spec, &plugin, &services)?;
         let settings = Arc::new(LoopSettings {
@@ -279,13 +298,13 @@ impl FunctionRunner {
         *lock(&shared.version) = Some(plugin.info.version.clone());
         shared.set_state(FunctionState::Running);
         tracing::info!(fqfn = %shared.fqfn, version = %plugin.info.version, instances = controls.len(), "function started");
-        Ok((Self { shared, plugin, previous: None, controls, threads }, watched))
+        Ok((Self { shared, plugin, previous: None, controls, threads, secrets }, watched))
     }
 
     /// Initialises an instance of `plugin` per instance, then leaves each one to be switched
     /// to at its instance's next message boundary. Nothing changes if any init fails.
     pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
-        let services: Vec<Services> = self.controls.iter().map(|control| services_of(control)).collect();
+        let services: Vec<Services> = self.controls.iter().map(|control| services_of(control, &self.secrets)).collect();
         let instances = instantiate_all(&self.shared.spec, &plugin, &services)?;
         for (control, instance) in self.controls.iter().zip(instances) {
             // A swap the instance had not taken yet is superseded by this one.
@@ -311,7 +330,7 @@ impl FunctionRunner {
             if *lock(&control.stats.version) != from {
                 continue;
             }
-            match instantiate(&self.shared.spec, &previous, control.id, &services_of(control)) {
+            match instantiate(&self.shared.spec, &previous, control.id, &services_of(control, &self.secrets)) {
                 Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
                 Err(error) => {
                     tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")
