@@ -111,6 +111,19 @@ impl<'a> Context<'a> {
             .map(|value| value.as_str())
     }
 
+    /// One user-config value read as `T` (any serde type: numbers, booleans, strings, lists,
+    /// structs), or None when the spec does not set it. The spec may give any TOML or JSON value;
+    /// a string is read as it is when `T` is a string. A value that does not fit `T` is an error
+    /// naming the key and the type.
+    pub fn user_config_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        self.user_config_value(key).map(|text| parse_config(key, text)).transpose()
+    }
+
+    /// One user-config value read as `T`, or `default` when the spec does not set it.
+    pub fn user_config_or<T: serde::de::DeserializeOwned>(&self, key: &str, default: T) -> Result<T, ConfigError> {
+        Ok(self.user_config_as(key)?.unwrap_or(default))
+    }
+
     /// All of the function's user config.
     pub fn user_config(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
         let entries: RSlice<'a, Property<'a>> = (self.ffi.callbacks().user_config())(self.ffi.host);
@@ -205,6 +218,38 @@ impl<'a> Context<'a> {
     }
 }
 
+/// A user-config value that does not fit the type it was read as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    /// The type it was read as.
+    pub expected: &'static str,
+    /// The value, as the spec gave it.
+    pub found: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user config {}: {:?} is not a {}: {}", self.key, self.found, self.expected, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads a user-config value's text as `T`: as JSON (numbers, booleans, lists, objects, quoted
+/// strings), else as a plain string.
+fn parse_config<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, ConfigError> {
+    serde_json::from_str::<T>(text).or_else(|as_json| {
+        serde_json::from_value::<T>(serde_json::Value::String(text.to_owned())).map_err(|_| ConfigError {
+            key: key.to_owned(),
+            expected: std::any::type_name::<T>(),
+            found: text.to_owned(),
+            reason: as_json.to_string(),
+        })
+    })
+}
+
 /// A message to publish through [`Context::publish_message`].
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'m> {
@@ -273,5 +318,31 @@ impl<'a> RecordView<'a> {
     /// How many times the message was delivered before.
     pub fn redelivery_count(&self) -> u32 {
         self.record.redelivery_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Rule {
+        field: String,
+        above: f64,
+    }
+
+    #[test]
+    fn user_config_reads_each_type_and_names_the_key_when_it_does_not_fit() {
+        assert_eq!(parse_config::<i64>("n", "42"), Ok(42));
+        assert_eq!(parse_config::<f64>("x", "2.5"), Ok(2.5));
+        assert_eq!(parse_config::<bool>("b", "true"), Ok(true));
+        assert_eq!(parse_config::<String>("s", "hello"), Ok("hello".to_owned()));
+        assert_eq!(parse_config::<String>("s", "true"), Ok("true".to_owned()), "a string that looks like JSON");
+        assert_eq!(parse_config::<Vec<u32>>("l", "[1,2]"), Ok(vec![1, 2]));
+        let rule = parse_config::<Rule>("rule", r#"{"field":"temp","above":30}"#);
+        assert_eq!(rule, Ok(Rule { field: "temp".into(), above: 30.0 }));
+        let error = parse_config::<i64>("limit", "lots").expect_err("not a number");
+        assert_eq!((error.key.as_str(), error.expected, error.found.as_str()), ("limit", "i64", "lots"));
+        assert!(error.to_string().starts_with("user config limit: \"lots\" is not a i64"), "{error}");
     }
 }

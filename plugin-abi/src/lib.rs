@@ -27,7 +27,7 @@ pub mod function;
 pub mod module;
 pub mod payload;
 
-pub use context::{Context, ContextError, RecordView};
+pub use context::{ConfigError, Context, ContextError, RecordView};
 pub use ffi::{ErrorKind, Produced};
 pub use function::{Error, Function, Stateful, StatefulFunction};
 pub use module::{ABI_VERSION, PluginModule, PluginModuleRef};

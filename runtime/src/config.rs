@@ -77,9 +77,10 @@ pub struct FunctionSpec {
     /// The longest one call may take, in milliseconds (default: no limit).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// Values the function reads through its context.
+    /// Values the function reads through its context: any TOML or JSON value (Pulsar's
+    /// userConfig is a map of objects); the function reads each as text or typed.
     #[serde(default)]
-    pub user_config: BTreeMap<String, String>,
+    pub user_config: BTreeMap<String, serde_json::Value>,
     /// Secret names the function may look up, each mapped to where the secret comes from.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,

@@ -43,13 +43,22 @@ impl FunctionIdentity {
             num_instances: spec.parallelism,
             input_topics: spec.inputs.clone(),
             output_topic: spec.output.clone(),
-            user_config: spec.user_config.clone(),
+            user_config: spec.user_config.iter().map(|(key, value)| (key.clone(), config_text(value))).collect(),
         }
     }
 
     /// `tenant/namespace/name`.
     pub fn fqfn(&self) -> String {
         crate::vocabulary::fqfn(&self.tenant, &self.namespace, &self.name)
+    }
+}
+
+/// How a user-config value reaches the function: a string as it is, anything else as JSON text
+/// (which the function's `user_config_as` reads back typed).
+pub fn config_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 
