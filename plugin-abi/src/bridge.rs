@@ -17,6 +17,8 @@ use tracing_core::{
     span,
 };
 
+use tracing_log::NormalizeEvent;
+
 use crate::ffi::{FfiContext, HostVtableRef, LogLevel};
 
 thread_local! {
@@ -44,6 +46,8 @@ pub(crate) fn install(ctx: &FfiContext) {
             LAST_PANIC.with(|last| *last.borrow_mut() = Some(message));
         }));
         let _ = tracing::subscriber::set_global_default(HostLog);
+        // `log` records of the plugin (its own, or its dependencies') become `tracing` events.
+        let _ = tracing_log::LogTracer::init();
     });
 }
 
@@ -81,6 +85,10 @@ struct Fields(String);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name().starts_with("log.") {
+            // Where a `log` record came from: its target is the event's, the rest is noise.
+            return;
+        }
         if !self.0.is_empty() {
             self.0.push(' ');
         }
@@ -92,6 +100,9 @@ impl Visit for Fields {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name().starts_with("log.") {
+            return;
+        }
         if field.name() == "message" {
             if !self.0.is_empty() {
                 self.0.push(' ');
@@ -128,7 +139,9 @@ impl Subscriber for HostLog {
         let Some(host) = HOST.get() else { return };
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let metadata = event.metadata();
+        // A `log` record's level and target, rather than those of the bridge's callsite.
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
         (host.log())(log_level(metadata.level()), RStr::from_str(metadata.target()), RStr::from_str(&fields.0));
     }
 

@@ -30,6 +30,8 @@ pub mod payload;
 pub use context::{ConfigError, Context, ContextError, RecordView};
 pub use ffi::{ErrorKind, Produced};
 pub use function::{Error, Function, Stateful, StatefulFunction};
+/// The `log` crate: its records inside a plugin reach the host's log as `tracing` events do.
+pub use log;
 pub use module::{ABI_VERSION, PluginModule, PluginModuleRef};
 pub use payload::{FromPayload, IntoOutcome, Json, Output, OutputValue};
 /// Turns a function (or an `impl StatefulFunction` block) into the plugin's exported module.

@@ -132,6 +132,12 @@ fn plugin_logs_reach_the_host_log() {
     let logged = stderr.lines().find(|line| line.contains("asked to log")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(logged.contains("WARN") && logged.contains("input=\"log this\"") && logged.contains("seen=2"), "{logged}");
     assert!(logged.contains("fqfn=public/default/panicky"), "the host's span is missing: {logged}");
+    let from_log_crate = stderr
+        .lines()
+        .find(|line| line.contains("asked to log through the log crate: log this"))
+        .unwrap_or_else(|| panic!("the log crate's record is missing: {stderr}"));
+    assert!(from_log_crate.contains("WARN") && from_log_crate.contains("panicky::log_crate"), "{from_log_crate}");
+    assert!(!from_log_crate.contains("log.file"), "{from_log_crate}");
 }
 
 #[test]
