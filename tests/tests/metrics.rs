@@ -18,7 +18,7 @@ inputs = ["gauge-in"]
 output = "gauge-out"
 parallelism = 2
 max_message_retries = 0
-timeout_ms = 300
+timeout_ms = 1000
 "#;
 
 /// The summed value of `family`'s samples named `sample`, over every instance.
@@ -54,7 +54,7 @@ fn a_scrape_counts_every_outcome_once_with_pulsar_names_and_labels() {
     // Two calls past the timeout, one at a time so that each is alone in its batch: each is
     // failed by the watchdog, redelivered once, and dead-lettered as out of retries.
     for sent in 1..=2 {
-        worker.produce("gauge-in", b"sleep 1000\n", false);
+        worker.produce("gauge-in", b"sleep 2500\n", false);
         worker.wait_until("the sleeper is dead-lettered", |worker| worker.total(GAUGE, "acked_total") >= 115 + sent);
     }
     worker.wait_until("every instance is healthy again", |worker| {
