@@ -193,14 +193,15 @@ impl Shared {
             let mut values = txn.open_table(VALUES)?;
             for (fqfn, layer) in flushing.iter() {
                 for prefix in layer.cleared() {
-                    let doomed: Vec<String> = values
-                        .range((fqfn.as_ref(), prefix.as_str())..)?
-                        .map_while(|entry| {
-                            let (key, _) = entry.ok()?;
-                            let (owner, key) = key.value();
-                            (owner == fqfn.as_ref() && key.starts_with(prefix.as_str())).then(|| key.to_owned())
-                        })
-                        .collect();
+                    let mut doomed = Vec::new();
+                    for entry in values.range((fqfn.as_ref(), prefix.as_str())..)? {
+                        let (key, _) = entry?;
+                        let (owner, key) = key.value();
+                        if owner != fqfn.as_ref() || !key.starts_with(prefix.as_str()) {
+                            break;
+                        }
+                        doomed.push(key.to_owned());
+                    }
                     for key in doomed {
                         values.remove((fqfn.as_ref(), key.as_str()))?;
                     }
