@@ -140,11 +140,6 @@ impl InstanceHost {
         &self.identity
     }
 
-    /// The services the instance was given.
-    pub fn services(&self) -> &Services {
-        &self.services
-    }
-
     /// Starts a call: an acknowledgement made outside a call is forgotten.
     pub fn begin_call(&self) {
         self.input_acked.store(false, Ordering::Relaxed);

@@ -125,11 +125,6 @@ impl FailureKind {
             Self::Malformed => "malformed",
         }
     }
-
-    /// Whether the function is to blame (Pulsar's user exception) rather than the runtime.
-    pub fn is_user(self) -> bool {
-        !matches!(self, Self::System)
-    }
 }
 
 impl fmt::Display for FailureKind {

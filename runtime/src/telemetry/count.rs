@@ -101,7 +101,7 @@ impl Count {
     }
 
     /// What a failed call adds to besides user exceptions.
-    pub fn of_failure(kind: FailureKind) -> Option<Self> {
+    fn of_failure(kind: FailureKind) -> Option<Self> {
         match kind {
             FailureKind::Panic => Some(Self::Panics),
             FailureKind::BadInput => Some(Self::BadInput),
@@ -122,6 +122,14 @@ pub struct Counts([u64; Count::ALL.len()]);
 impl Counts {
     pub fn add(&mut self, count: Count, amount: u64) {
         self.0[count.index()] += amount;
+    }
+
+    /// Counts a call that failed with `kind`: a user exception, and its kind's own count.
+    pub fn add_user_failure(&mut self, kind: FailureKind) {
+        self.add(Count::UserExceptions, 1);
+        if let Some(count) = Count::of_failure(kind) {
+            self.add(count, 1);
+        }
     }
 
     pub fn get(&self, count: Count) -> u64 {
@@ -189,5 +197,9 @@ mod tests {
         counters.add_one(Count::Received);
         let now = counters.snapshot();
         assert_eq!((now.get(Count::Received), now.get(Count::Acked), now.get(Count::Panics)), (4, 2, 0));
+        let mut failures = Counts::default();
+        failures.add_user_failure(FailureKind::Timeout);
+        failures.add_user_failure(FailureKind::Error);
+        assert_eq!((failures.get(Count::UserExceptions), failures.get(Count::Timeouts)), (2, 1));
     }
 }

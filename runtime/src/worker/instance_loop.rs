@@ -283,10 +283,7 @@ impl InstanceLoop {
                 }
             }
             CallOutcome::Failed(error) => {
-                self.counts.add(Count::UserExceptions, 1);
-                if let Some(kind) = Count::of_failure(error.kind) {
-                    self.counts.add(kind, 1);
-                }
+                self.counts.add_user_failure(error.kind);
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
             }
         }

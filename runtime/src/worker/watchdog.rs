@@ -16,7 +16,7 @@ use std::{
 use super::{control::InstanceControl, instance_loop::Backoff};
 use crate::{
     sync::lock,
-    telemetry::{Count, Counts},
+    telemetry::Counts,
     vocabulary::{Failure, FailureKind},
 };
 
@@ -62,8 +62,7 @@ impl Watched {
         *revoked = true;
         control.revoked.store(true, Ordering::Release);
         let mut counts = Counts::default();
-        counts.add(Count::Timeouts, 1);
-        counts.add(Count::UserExceptions, 1);
+        counts.add_user_failure(FailureKind::Timeout);
         control.stats.add(&counts);
         control.stats.healthy.store(false, Ordering::Release);
         let timeout_ms = self.timeout.as_millis();
