@@ -9,6 +9,7 @@
 use abi_stable::std_types::{RSlice, RStr};
 use pfn_abi::ffi::{FfiRecord, Property};
 
+pub use crate::context::Effects;
 use crate::{
     instance::PluginInstance,
     io::transport::Delivery,
@@ -97,8 +98,6 @@ impl<O> CallOutcome<O> {
         }
     }
 }
-
-pub use crate::context::Effects;
 
 /// A finished call: what it came to and what it did.
 #[derive(Debug)]

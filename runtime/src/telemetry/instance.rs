@@ -31,17 +31,23 @@ pub struct InstanceLabels {
     pub cluster: String,
 }
 
+/// The labels of a function's metrics, as Pulsar Functions name them.
+pub fn function_labels(tenant: &str, namespace: &str, name: &str, cluster: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("tenant", tenant.to_owned()),
+        ("namespace", namespace.to_owned()),
+        ("name", name.to_owned()),
+        ("cluster", cluster.to_owned()),
+        ("fqfn", crate::vocabulary::fqfn(tenant, namespace, name)),
+    ]
+}
+
 impl InstanceLabels {
-    /// The labels as name/value pairs, in Pulsar's order.
+    /// The labels as name/value pairs: the function's, and `instance_id`.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("tenant", self.tenant.clone()),
-            ("namespace", self.namespace.clone()),
-            ("name", self.name.clone()),
-            ("instance_id", self.instance_id.to_string()),
-            ("cluster", self.cluster.clone()),
-            ("fqfn", crate::vocabulary::fqfn(&self.tenant, &self.namespace, &self.name)),
-        ]
+        let mut pairs = function_labels(&self.tenant, &self.namespace, &self.name, &self.cluster);
+        pairs.push(("instance_id", self.instance_id.to_string()));
+        pairs
     }
 }
 
@@ -233,6 +239,7 @@ mod tests {
         assert_eq!(metrics.counters.snapshot().get(Count::Received), 2);
         assert_eq!(metrics.with_latency(|latency| (latency.total.count(), latency.minute.count())), (1, 0));
         assert_eq!(metrics.with_user_metrics(|user| user["size"].total.count()), 1);
-        assert_eq!(labels().pairs()[5], ("fqfn", "t/n/f".to_owned()));
+        assert_eq!(labels().pairs()[4], ("fqfn", "t/n/f".to_owned()));
+        assert_eq!(labels().pairs()[5], ("instance_id", "2".to_owned()));
     }
 }

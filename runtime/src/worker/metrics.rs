@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::{FunctionShared, WorkerHandle};
 use crate::{
     sync::lock,
-    telemetry::{Exposition, Kind},
+    telemetry::{Exposition, Kind, instance::function_labels},
 };
 
 impl WorkerHandle {
@@ -45,13 +45,7 @@ impl FunctionShared {
     /// Adds the function's samples, and its instances', to a scrape.
     fn expose(&self, exposition: &mut Exposition, cluster: &str, now: Instant) {
         let spec = &self.spec;
-        let labels = vec![
-            ("tenant", spec.tenant.clone()),
-            ("namespace", spec.namespace.clone()),
-            ("name", spec.name.clone()),
-            ("cluster", cluster.to_owned()),
-            ("fqfn", self.fqfn.clone()),
-        ];
+        let labels = function_labels(&spec.tenant, &spec.namespace, &spec.name, cluster);
         if let Some(version) = lock(&self.version).clone() {
             let mut labels = labels.clone();
             labels.push(("version", version));
