@@ -1,8 +1,9 @@
 //! Sources and sinks: the transport traits, the embedded and Pulsar transports, lines from a file or
-//! stdin, lines to a file or stdout, and the dead-letter file.
+//! stdin, lines to a file or stdout, and files of JSON lines (dead letters, published messages).
 
 pub mod dead_letter;
 pub mod embedded;
+pub mod json_lines;
 pub mod lines;
 pub mod pulsar;
 pub mod transport;

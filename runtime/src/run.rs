@@ -19,7 +19,8 @@ use crate::{
     instance::{InitError, PluginInstance},
     io::{
         self,
-        dead_letter::{DeadLetter, DeadLetterFile},
+        dead_letter::DeadLetter,
+        json_lines::JsonLinesFile,
         lines::{Envelope, InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
     },
     loader::{Loader, Pin},
@@ -145,12 +146,12 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
     let output = io::open_output(options.output.as_deref())
         .map_err(|source| RunError::Output { path: output_name.clone(), source })?;
     let dead_letter_path =
-        options.dead_letter.clone().unwrap_or_else(|| DeadLetterFile::default_path(options.output.as_deref()));
+        options.dead_letter.clone().unwrap_or_else(|| JsonLinesFile::beside(options.output.as_deref(), "dead-letter"));
     let mut sink = Sink {
         output,
         output_name,
         format: options.output_format,
-        dead_letters: DeadLetterFile::new(dead_letter_path),
+        dead_letters: JsonLinesFile::new(dead_letter_path),
         summary: RunSummary::default(),
     };
 
@@ -230,7 +231,7 @@ struct Sink {
     output: Box<dyn Write>,
     output_name: String,
     format: OutputFormat,
-    dead_letters: DeadLetterFile,
+    dead_letters: JsonLinesFile,
     summary: RunSummary,
 }
 
