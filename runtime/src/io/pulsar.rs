@@ -8,6 +8,7 @@ mod failures;
 mod pattern;
 mod producers;
 mod source;
+mod topic_name;
 
 use std::{
     mem::ManuallyDrop,
@@ -253,7 +254,9 @@ impl Transport for Arc<PulsarTransport> {
         if request.topics.is_empty() && request.topics_pattern.is_none() {
             return Err(TransportError::Topic { topic: String::new(), reason: "no input topics".into() });
         }
-        Ok(Arc::new(PulsarSource::new(Arc::clone(&self.client), request.clone())))
+        let mut request = request.clone();
+        request.topics = request.topics.iter().map(|topic| topic_name::full(topic).into_owned()).collect();
+        Ok(Arc::new(PulsarSource::new(Arc::clone(&self.client), request)))
     }
 
     fn offers(&self, guarantees: ProcessingGuarantees) -> Result<(), TransportError> {

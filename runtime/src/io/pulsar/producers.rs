@@ -13,7 +13,7 @@ use std::{
 use pulsar::{Producer, ProducerOptions, TokioExecutor, producer::SendFuture};
 use tokio::sync::Mutex;
 
-use super::{PulsarClient, PulsarCounters};
+use super::{PulsarClient, PulsarCounters, topic_name};
 use crate::{
     io::transport::{Message, TransportError},
     sync::lock,
@@ -53,6 +53,7 @@ impl Producers {
     /// Creates `topic`'s producer now if it has none, so that a topic that cannot be written
     /// is reported before the first message.
     pub async fn open(&self, client: &PulsarClient, topic: &str) -> Result<(), TransportError> {
+        let topic = &*topic_name::full(topic);
         let slot = self.slot(topic);
         let mut open = slot.lock().await;
         open.producer(client, topic).await.map(drop)
@@ -66,6 +67,7 @@ impl Producers {
         topic: &str,
         messages: Vec<Message>,
     ) -> Result<Receipts, TransportError> {
+        let topic = &*topic_name::full(topic);
         let slot = self.slot(topic);
         let mut open = slot.lock().await;
         let generation = open.generation;
