@@ -17,6 +17,7 @@
 //! flushes only when it has nothing more to read, so many small frames leave in one write.
 
 pub mod frame;
+mod receipt_hold;
 #[cfg(test)]
 mod tests;
 
@@ -33,7 +34,10 @@ use std::{
 };
 
 pub use self::frame::Delivery;
-use self::frame::{ClientFrame, Rewrite};
+use self::{
+    frame::{ClientFrame, Rewrite},
+    receipt_hold::ReceiptHold,
+};
 
 /// Buffer size of each direction.
 const BUFFER: usize = 256 << 10;
@@ -81,6 +85,9 @@ struct Shared {
     /// Set by [`Relay::record_deliveries`]; then every MESSAGE frame is kept in `deliveries`.
     recording: AtomicBool,
     deliveries: Mutex<Vec<Delivery>>,
+    receipt_hold: ReceiptHold,
+    /// Topics whose PRODUCER requests the relay refuses as invalid names, in the broker's stead.
+    invalid_topics: Mutex<BTreeSet<String>>,
 }
 
 /// Answers of the relay's own, each waiting for the PONG whose place it takes.
@@ -106,13 +113,18 @@ pub struct RelayStats {
     pub namespaces_listed: u64,
 }
 
-/// The two sockets of one relayed connection (clones of the ones the pump threads use).
+/// The two sockets of one relayed connection (clones of the ones the pump threads use), and the
+/// broker→client writer, which held receipts are written through when let go.
 #[derive(Debug)]
 struct Connection {
     client: TcpStream,
     broker: TcpStream,
     cut: Arc<AtomicBool>,
+    to_client: ClientWriter,
 }
+
+/// The buffered broker→client side of a connection, written one whole frame at a time.
+type ClientWriter = Arc<Mutex<BufWriter<TcpStream>>>;
 
 impl Relay {
     /// Starts relaying from a fresh loopback port to `broker`.
@@ -141,6 +153,8 @@ impl Relay {
             namespaces_listed: AtomicU64::new(0),
             recording: AtomicBool::new(false),
             deliveries: Mutex::new(Vec::new()),
+            receipt_hold: ReceiptHold::default(),
+            invalid_topics: Mutex::new(BTreeSet::new()),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -229,6 +243,33 @@ impl Relay {
     /// as a broker that is down; open connections are not affected.
     pub fn refuse(&self, refuse: bool) {
         self.shared.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Holds back the send receipts of `topic`'s producers (its full name, as producers name
+    /// it), while every other frame passes; `None` holds nothing. Receipts held until now are
+    /// let go, in order, before any later one.
+    pub fn hold_receipts(&self, topic: Option<&str>) {
+        let released = self.shared.receipt_hold.set(topic.map(str::to_owned));
+        for (connection, frame) in &released.frames {
+            let writer = self.shared.connections().get(connection).map(|c| Arc::clone(&c.to_client));
+            let Some(writer) = writer else { continue };
+            let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if writer.write_all(frame).and_then(|()| writer.flush()).is_ok() {
+                self.shared.receipts.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Answers every PRODUCER request for `topic` with Pulsar's InvalidTopicName error, as a
+    /// broker does for a name it cannot accept (pulsar-lite accepts any name, then never
+    /// acknowledges what is sent to an invalid one).
+    pub fn refuse_producers_for(&self, topic: &str) {
+        self.shared.invalid_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic.to_owned());
+    }
+
+    /// How many receipts [`Relay::hold_receipts`] holds now.
+    pub fn held_receipts(&self) -> usize {
+        self.shared.receipt_hold.held()
     }
 }
 
@@ -327,7 +368,13 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
     broker.set_nodelay(true)?;
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let cut = Arc::new(AtomicBool::new(false));
-    let entry = Connection { client: client.try_clone()?, broker: broker.try_clone()?, cut: Arc::clone(&cut) };
+    let to_client: ClientWriter = Arc::new(Mutex::new(BufWriter::with_capacity(BUFFER, client.try_clone()?)));
+    let entry = Connection {
+        client: client.try_clone()?,
+        broker: broker.try_clone()?,
+        cut: Arc::clone(&cut),
+        to_client: Arc::clone(&to_client),
+    };
     let (up_client, up_broker) = (client.try_clone()?, broker.try_clone()?);
     shared.connections().insert(id, entry);
     shared.accepted.fetch_add(1, Ordering::Relaxed);
@@ -336,14 +383,14 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
     let up = {
         let (shared, answers) = (Arc::clone(shared), Arc::clone(&answers));
         move || {
-            let _ = pump_up(up_client, up_broker, &shared, &answers);
+            let _ = pump_up(id, up_client, up_broker, &shared, &answers);
             shared.close(id);
         }
     };
     let down = {
         let shared = Arc::clone(shared);
         move || {
-            if let Err(e) = pump_down(broker, client, &shared, &cut, &answers)
+            if let Err(e) = pump_down(id, broker, &to_client, &shared, &cut, &answers)
                 && !cut.load(Ordering::SeqCst)
                 && e.kind() == io::ErrorKind::InvalidData
             {
@@ -365,7 +412,7 @@ fn relay_connection(client: TcpStream, broker: TcpStream, shared: &Arc<Shared>) 
 /// Client→broker: whole frames, passed on unchanged and flushed when no more input is
 /// buffered, except a GET_TOPICS_OF_NAMESPACE, which the relay answers (see the module's doc).
 /// A CONNECT has its authentication noted; topics named in PRODUCER and SUBSCRIBE are noted.
-fn pump_up(client: TcpStream, broker: TcpStream, shared: &Shared, answers: &Answers) -> io::Result<()> {
+fn pump_up(id: u64, client: TcpStream, broker: TcpStream, shared: &Shared, answers: &Answers) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(BUFFER, client);
     let mut writer = BufWriter::with_capacity(BUFFER, broker);
     let mut buf = Vec::with_capacity(4096);
@@ -380,6 +427,16 @@ fn pump_up(client: TcpStream, broker: TcpStream, shared: &Shared, answers: &Answ
             ClientFrame::Other => {}
             ClientFrame::NamesTopic(topic) => {
                 shared.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic);
+            }
+            ClientFrame::Producer { producer_id, request_id, topic } => {
+                if shared.invalid_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&topic) {
+                    let answer = frame::invalid_topic_answer(request_id, &topic);
+                    answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push_back(answer);
+                    buf = frame::ping();
+                } else {
+                    shared.receipt_hold.note_producer(id, producer_id, topic.clone());
+                    shared.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic);
+                }
             }
             ClientFrame::TopicsOfNamespace { request_id, namespace, persistent_only } => {
                 let answer = shared.topics_of(request_id, &namespace, persistent_only);
@@ -398,14 +455,15 @@ fn pump_up(client: TcpStream, broker: TcpStream, shared: &Shared, answers: &Answ
 /// Broker→client: whole frames, rewritten by [`frame::rewrite_broker_frame`] (a PONG may give
 /// its place to one of the relay's `answers`), flushed when no more input is buffered.
 fn pump_down(
+    id: u64,
     broker: TcpStream,
-    client: TcpStream,
+    to_client: &Mutex<BufWriter<TcpStream>>,
     shared: &Shared,
     cut: &AtomicBool,
     answers: &Answers,
 ) -> io::Result<()> {
+    let writer = || to_client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut reader = BufReader::with_capacity(BUFFER, broker);
-    let mut writer = BufWriter::with_capacity(BUFFER, client);
     let mut buf = Vec::with_capacity(4096);
     while frame::read_frame(&mut reader, &mut buf)? {
         let (mut pause_after, mut receipt) = (false, false);
@@ -432,12 +490,19 @@ fn pump_down(
         }
         shared.frames.fetch_add(1, Ordering::Relaxed);
         if shared.paused.load(Ordering::SeqCst) {
-            writer.flush()?;
+            writer().flush()?;
             shared.wait_while_paused(cut);
             if cut.load(Ordering::SeqCst) {
                 return Ok(());
             }
         }
+        if receipt && let Some(producer_id) = frame::receipt_producer(&buf) {
+            match shared.receipt_hold.pass(id, producer_id, std::mem::take(&mut buf)) {
+                Some(passed) => buf = passed,
+                None => continue,
+            }
+        }
+        let mut writer = writer();
         writer.write_all(&buf)?;
         if receipt {
             // Counted once on its way to the client, not while held back.
@@ -450,5 +515,5 @@ fn pump_down(
             writer.flush()?;
         }
     }
-    writer.flush()
+    writer().flush()
 }

@@ -26,8 +26,11 @@ pub const MAX_FRAME: usize = 64 << 20;
 pub enum ClientFrame {
     /// Anything the relay only passes on.
     Other,
-    /// A PRODUCER or SUBSCRIBE naming a topic, which exists from then on.
+    /// A SUBSCRIBE naming a topic, which exists from then on.
     NamesTopic(String),
+    /// A PRODUCER: its id on the connection, its request and its topic, which exists from
+    /// then on.
+    Producer { producer_id: u64, request_id: u64, topic: String },
     /// A GET_TOPICS_OF_NAMESPACE, which pulsar-lite does not answer.
     TopicsOfNamespace { request_id: u64, namespace: String, persistent_only: bool },
 }
@@ -42,7 +45,8 @@ pub fn inspect_client_frame(frame: &[u8]) -> io::Result<ClientFrame> {
     }
     let command = decode_command(frame)?;
     if let Some(producer) = command.producer {
-        return Ok(ClientFrame::NamesTopic(producer.topic));
+        let (producer_id, request_id) = (producer.producer_id, producer.request_id);
+        return Ok(ClientFrame::Producer { producer_id, request_id, topic: producer.topic });
     }
     if let Some(subscribe) = command.subscribe {
         return Ok(ClientFrame::NamesTopic(subscribe.topic));
@@ -170,6 +174,25 @@ pub fn rewrite_broker_frame(frame: &mut Vec<u8>, relay_url: &str, tls_url: Optio
         return Ok(Rewrite::Pong);
     }
     Ok(Rewrite::Unchanged)
+}
+
+/// The ERROR a broker answers a request with when the topic's name is invalid.
+pub fn invalid_topic_answer(request_id: u64, topic: &str) -> Vec<u8> {
+    encode_command(&BaseCommand {
+        r#type: Type::Error as i32,
+        error: Some(pulsar::proto::CommandError {
+            request_id,
+            error: pulsar::proto::ServerError::InvalidTopicName as i32,
+            message: format!("Invalid topic name: {topic}"),
+        }),
+        ..Default::default()
+    })
+}
+
+/// The producer a SEND_RECEIPT frame is for; `None` for any other frame.
+pub fn receipt_producer(frame: &[u8]) -> Option<u64> {
+    let (command, _) = split(frame).ok()?;
+    BaseCommand::decode(command).ok()?.send_receipt.map(|receipt| receipt.producer_id)
 }
 
 /// One MESSAGE frame the broker sent a client: to which consumer, which entry, how often it
@@ -379,6 +402,7 @@ mod tests {
         let before = frame.clone();
         assert_eq!(rewrite_broker_frame(&mut frame, "pulsar://x:1", None).expect("rewrite"), Rewrite::Receipt);
         assert_eq!(frame, before);
+        assert_eq!(receipt_producer(&frame), Some(1));
     }
 
     #[test]
@@ -405,13 +429,14 @@ mod tests {
             r#type: Type::Producer as i32,
             producer: Some(pulsar::proto::CommandProducer {
                 topic: "persistent://a/b/in".into(),
+                producer_id: 7,
                 ..Default::default()
             }),
             ..Default::default()
         });
         assert_eq!(
             inspect_client_frame(&producer).expect("inspect"),
-            ClientFrame::NamesTopic("persistent://a/b/in".into())
+            ClientFrame::Producer { producer_id: 7, request_id: 0, topic: "persistent://a/b/in".into() }
         );
         let request = encode_command(&BaseCommand {
             r#type: Type::GetTopicsOfNamespace as i32,
