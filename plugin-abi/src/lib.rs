@@ -27,7 +27,7 @@ pub mod function;
 pub mod module;
 pub mod payload;
 
-pub use context::{ConfigError, Context, ContextError, RecordView};
+pub use context::{ConfigError, Context, ContextError, Message, RecordView};
 pub use ffi::{ErrorKind, Produced};
 pub use function::{Error, Function, Stateful, StatefulFunction};
 /// The `log` crate: its records inside a plugin reach the host's log as `tracing` events do.

@@ -13,7 +13,7 @@ use crate::{
     endpoint::{default_socket, default_state_dir},
     io::lines::{InputFormat, OutputFormat},
     loader::{Loader, Pin, PluginCache},
-    run::{RunOptions, run},
+    run::{RunOptions, RunReport, run},
     verify::Sha256Digest,
 };
 
@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Where failed messages go, one JSON line each (default: beside the output).
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,
+    /// Where messages the function publishes to topics go, one JSON line each with its topic
+    /// (default: beside the output).
+    #[arg(long)]
+    pub published: Option<PathBuf>,
     /// A user-config entry handed to the function (repeatable).
     #[arg(long = "user-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub user_config: Vec<(String, String)>,
@@ -165,6 +169,7 @@ fn run_plugin(args: RunArgs, loader: &Loader) -> anyhow::Result<()> {
         secrets_file: args.secrets_file,
         output: args.output,
         dead_letter: args.dead_letter,
+        published: args.published,
         input_format: args.input_format,
         output_format: args.output_format,
         identity: FunctionIdentity {
@@ -178,10 +183,13 @@ fn run_plugin(args: RunArgs, loader: &Loader) -> anyhow::Result<()> {
             user_config: args.user_config.into_iter().collect::<BTreeMap<_, _>>(),
         },
     };
-    let (summary, dead_letters) = run(options, loader)?;
+    let RunReport { summary, dead_letters, published } = run(options, loader)?;
     eprintln!("pfn run: {summary}");
     if summary.dead_lettered > 0 {
         eprintln!("pfn run: dead letters in {}", dead_letters.display());
+    }
+    if summary.published > 0 {
+        eprintln!("pfn run: published messages in {}", published.display());
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod vtable;
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -17,7 +17,7 @@ use abi_stable::std_types::RStr;
 use pfn_abi::ffi::{FfiContext, HostHandle, Property};
 
 pub use self::vtable::HOST_VTABLE;
-use crate::{secrets::Secrets, state::StateSlot, telemetry::InstanceMetrics};
+use crate::{io::transport::Message, secrets::Secrets, state::StateSlot, sync::lock, telemetry::InstanceMetrics};
 
 /// Who a function instance is: the facts its context reports.
 #[derive(Debug, Clone, Default)]
@@ -62,19 +62,30 @@ pub fn config_text(value: &serde_json::Value) -> String {
     }
 }
 
+/// A message a call published to a topic of its choosing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub topic: String,
+    pub message: Message,
+}
+
 /// What a call did through its context, to be applied with its input's commit, or dropped with
 /// it when the call's results are discarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
     /// The function acknowledged its input (`manual` guarantees).
     pub acked: bool,
+    /// What it published, in order; empty when the call failed.
+    pub published: Vec<Publication>,
 }
 
 impl Effects {
     /// What two calls on the same input did (the new version's and the old one's, on probation).
     #[must_use]
-    pub fn or(self, other: Self) -> Self {
-        Self { acked: self.acked || other.acked }
+    pub fn or(mut self, other: Self) -> Self {
+        self.acked |= other.acked;
+        self.published.extend(other.published);
+        self
     }
 }
 
@@ -90,6 +101,15 @@ pub struct Services {
     pub secrets: Option<Arc<Secrets>>,
 }
 
+/// Why a publish was refused at once.
+#[derive(Debug, thiserror::Error)]
+enum PublishRefused {
+    #[error("publish is possible only while processing a message, not in init or close")]
+    OutsideCall,
+    #[error("{0:?} is not a topic name")]
+    TopicName(String),
+}
+
 /// The host state behind one instance's `HostHandle`. Its address must not change while the
 /// instance lives (it is boxed by [`crate::instance::PluginInstance`]).
 #[derive(Debug)]
@@ -101,8 +121,12 @@ pub struct InstanceHost {
     topic_views: Vec<RStr<'static>>,
     config_views: Vec<Property<'static>>,
     services: Services,
+    /// Set while the instance processes an input: publishing is possible only then.
+    in_call: AtomicBool,
     /// Set when the function acknowledges the input it is processing (`manual` guarantees).
     input_acked: AtomicBool,
+    /// What the call in progress published.
+    published: Mutex<Vec<Publication>>,
 }
 
 /// Extends a borrow of a string owned by an `InstanceHost` to `'static`.
@@ -132,7 +156,16 @@ impl InstanceHost {
             // SAFETY: as for the topics.
             .map(|(key, value)| unsafe { Property { key: pinned_view(key), value: pinned_view(value) } })
             .collect();
-        Self { identity, function_version, topic_views, config_views, services, input_acked: AtomicBool::new(false) }
+        Self {
+            identity,
+            function_version,
+            topic_views,
+            config_views,
+            services,
+            in_call: AtomicBool::new(false),
+            input_acked: AtomicBool::new(false),
+            published: Mutex::default(),
+        }
     }
 
     /// The identity this host reports.
@@ -143,15 +176,33 @@ impl InstanceHost {
     /// Starts a call: an acknowledgement made outside a call is forgotten.
     pub fn begin_call(&self) {
         self.input_acked.store(false, Ordering::Relaxed);
+        self.in_call.store(true, Ordering::Relaxed);
     }
 
-    /// Ends a call: what the function did through its context, and its state writes kept for
-    /// the batch when it succeeded, dropped otherwise.
+    /// Ends a call: what the function did through its context when it succeeded (its state
+    /// writes kept for the batch, its publishes handed over); a failed call leaves no trace.
     pub fn end_call(&self, succeeded: bool) -> Effects {
+        self.in_call.store(false, Ordering::Relaxed);
         if let Some(state) = &self.services.state {
             state.end_call(succeeded);
         }
-        Effects { acked: self.input_acked.swap(false, Ordering::Relaxed) }
+        let mut kept = lock(&self.published);
+        let published = if succeeded { std::mem::take(&mut *kept) } else { Vec::new() };
+        kept.clear();
+        drop(kept);
+        Effects { acked: self.input_acked.swap(false, Ordering::Relaxed), published }
+    }
+
+    /// Keeps a message the call in progress publishes, to be sent with its input's commit.
+    fn publish(&self, publication: Publication) -> Result<(), PublishRefused> {
+        if !self.in_call.load(Ordering::Relaxed) {
+            return Err(PublishRefused::OutsideCall);
+        }
+        if publication.topic.trim().is_empty() || publication.topic.contains(char::is_whitespace) {
+            return Err(PublishRefused::TopicName(publication.topic));
+        }
+        lock(&self.published).push(publication);
+        Ok(())
     }
 
     /// The FFI context for this host; valid while `self` is neither moved nor dropped.

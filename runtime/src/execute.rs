@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn manual_acknowledges_only_what_the_function_did() {
         let policy = Policy { guarantees: ProcessingGuarantees::Manual, max_message_retries: 3 };
-        let (acked, none) = (Effects { acked: true }, Effects::default());
+        let (acked, none) = (Effects { acked: true, ..Effects::default() }, Effects::default());
         assert_eq!(policy.settle(&CallOutcome::Filtered::<()>, &none, 0), Settlement::Keep);
         assert_eq!(policy.settle(&CallOutcome::Filtered::<()>, &acked, 0), Settlement::Ack);
         assert_eq!(policy.settle(&failed(), &acked, 0), Settlement::Ack);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    context::{FunctionIdentity, Services},
+    context::{FunctionIdentity, Publication, Services},
     execute::{CallOutcome, Executed, Input, Policy, Settlement, execute, properties},
     instance::{InitError, PluginInstance},
     io::{
@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     /// Dead-letter file; beside the output when `None`.
     pub dead_letter: Option<PathBuf>,
+    /// Where published messages go; beside the output when `None`.
+    pub published: Option<PathBuf>,
     pub input_format: InputFormat,
     pub output_format: OutputFormat,
     /// The function's identity; an empty name means the plugin's own name.
@@ -66,6 +68,8 @@ pub struct RunSummary {
     pub panics: u64,
     pub bad_input: u64,
     pub malformed: u64,
+    /// Messages the function published to topics of its choosing.
+    pub published: u64,
     /// The process's peak resident memory at the end of the run, in KiB.
     pub peak_rss_kib: Option<u64>,
 }
@@ -84,6 +88,9 @@ impl std::fmt::Display for RunSummary {
             self.bad_input,
             self.malformed
         )?;
+        if self.published > 0 {
+            write!(f, ", {} published", self.published)?;
+        }
         if let Some(kib) = self.peak_rss_kib {
             write!(f, ", peak RSS {kib} KiB")?;
         }
@@ -104,6 +111,8 @@ pub enum RunError {
     Output { path: String, source: std::io::Error },
     #[error("cannot write dead letters to {path}: {source}")]
     DeadLetter { path: PathBuf, source: std::io::Error },
+    #[error("cannot write published messages to {path}: {source}")]
+    Published { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot create the state directory: {0}")]
@@ -116,8 +125,18 @@ fn describe(path: Option<&Path>, default: &str) -> String {
     path.map_or_else(|| default.to_owned(), |path| path.display().to_string())
 }
 
+/// What a run did and where its files are.
+#[derive(Debug)]
+pub struct RunReport {
+    pub summary: RunSummary,
+    /// The dead-letter file (written only when a message was dead-lettered).
+    pub dead_letters: PathBuf,
+    /// The published-messages file (written only when a message was published).
+    pub published: PathBuf,
+}
+
 /// Loads the plugin, runs it over every input line, and returns the counts.
-pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf), RunError> {
+pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> {
     let plugin = loader.load(&options.plugin, options.pin)?;
     let mut identity = options.identity.clone();
     if identity.name.is_empty() {
@@ -147,11 +166,14 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<(RunSummary, PathBuf)
         .map_err(|source| RunError::Output { path: output_name.clone(), source })?;
     let dead_letter_path =
         options.dead_letter.clone().unwrap_or_else(|| JsonLinesFile::beside(options.output.as_deref(), "dead-letter"));
+    let published_path =
+        options.published.clone().unwrap_or_else(|| JsonLinesFile::beside(options.output.as_deref(), "published"));
     let mut sink = Sink {
         output,
         output_name,
         format: options.output_format,
         dead_letters: JsonLinesFile::new(dead_letter_path),
+        published: JsonLinesFile::new(published_path),
         summary: RunSummary::default(),
     };
 
@@ -232,6 +254,7 @@ struct Sink {
     output_name: String,
     format: OutputFormat,
     dead_letters: JsonLinesFile,
+    published: JsonLinesFile,
     summary: RunSummary,
 }
 
@@ -241,6 +264,10 @@ impl Sink {
         self.summary.messages += 1;
         let Executed { outcome, effects } = execute(instance, input);
         let settlement = Policy::RUN.settle(&outcome, &effects, input.redelivery_count);
+        for publication in &effects.published {
+            self.published.write(&PublishedLine::of(publication)).map_err(|e| self.published_error(e))?;
+            self.summary.published += 1;
+        }
         match outcome {
             CallOutcome::Output(result) => {
                 write_result(&mut self.output, self.format, result).map_err(|e| self.output_error(e))?;
@@ -283,10 +310,44 @@ impl Sink {
         RunError::DeadLetter { path: self.dead_letters.path().into(), source }
     }
 
-    fn finish(mut self) -> Result<(RunSummary, PathBuf), RunError> {
+    fn published_error(&self, source: std::io::Error) -> RunError {
+        RunError::Published { path: self.published.path().into(), source }
+    }
+
+    fn finish(mut self) -> Result<RunReport, RunError> {
         self.output.flush().map_err(|e| self.output_error(e))?;
         self.dead_letters.flush().map_err(|e| self.dead_letter_error(e))?;
+        self.published.flush().map_err(|e| self.published_error(e))?;
         self.summary.peak_rss_kib = crate::resources::peak_rss_kib();
-        Ok((self.summary, self.dead_letters.path().to_path_buf()))
+        Ok(RunReport {
+            summary: self.summary,
+            dead_letters: self.dead_letters.path().to_path_buf(),
+            published: self.published.path().to_path_buf(),
+        })
+    }
+}
+
+/// A published message as `pfn run` writes it: `{"topic", "value", "key", "properties",
+/// "event_time"}` (`value_base64` for a payload that is not UTF-8).
+#[derive(Debug, Serialize)]
+struct PublishedLine<'a> {
+    topic: &'a str,
+    #[serde(flatten)]
+    value: PayloadJson<'a>,
+    key: Option<&'a str>,
+    properties: BTreeMap<&'a str, &'a str>,
+    event_time: Option<i64>,
+}
+
+impl<'a> PublishedLine<'a> {
+    fn of(publication: &'a Publication) -> Self {
+        let message = &publication.message;
+        Self {
+            topic: &publication.topic,
+            value: PayloadJson::new(&message.payload),
+            key: message.key.as_deref(),
+            properties: message.properties.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect(),
+            event_time: message.event_time_ms,
+        }
     }
 }

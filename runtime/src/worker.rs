@@ -16,6 +16,7 @@ mod metrics;
 mod outcomes;
 mod plugins_dir;
 mod reload;
+mod routed;
 pub mod state;
 pub mod stats;
 mod watchdog;

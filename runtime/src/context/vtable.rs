@@ -1,8 +1,7 @@
 //! The callbacks a plugin's `Context` calls into, one per `HostVtable` field.
 //!
 //! Every callback runs under `catch_unwind`, so a host-side panic never unwinds into a plugin.
-//! A facility the instance was not given, or one that belongs to a later part of the runtime
-//! (publish), answers `NotAvailable` with a message saying so.
+//! A facility the instance was not given answers `NotAvailable` with a message saying so.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
@@ -18,8 +17,11 @@ use pfn_abi::ffi::{
     HostVtableRef, LogLevel, OutMessage, Property,
 };
 
-use super::{InstanceHost, pinned_view};
-use crate::state::{StateError, StateSlot};
+use super::{InstanceHost, Publication, pinned_view};
+use crate::{
+    io::transport::Message,
+    state::{StateError, StateSlot},
+};
 
 /// Recovers the host state from a handle.
 ///
@@ -41,10 +43,6 @@ fn failure<T>(kind: ContextErrorKind, message: impl Into<String>) -> CtxResult<T
 
 fn guarded_ctx<T>(body: impl FnOnce() -> CtxResult<T>) -> CtxResult<T> {
     guarded(|| failure(ContextErrorKind::Failed, "the runtime failed while serving this call"), body)
-}
-
-fn not_available<T>(facility: &str) -> CtxResult<T> {
-    failure(ContextErrorKind::NotAvailable, format!("{facility} is not available in this runtime yet"))
 }
 
 extern "C" fn log_enabled(level: LogLevel) -> bool {
@@ -192,8 +190,29 @@ extern "C" fn record_metric(host: HostHandle, name: RStr<'_>, value: f64) -> Ctx
     })
 }
 
-extern "C" fn publish(_: HostHandle, _: &OutMessage<'_>) -> CtxResult<()> {
-    guarded_ctx(|| not_available("publish"))
+extern "C" fn publish(host: HostHandle, message: &OutMessage<'_>) -> CtxResult<()> {
+    // SAFETY: the plugin passes back the handle of the context it was called with.
+    let host = unsafe { host_of(host) };
+    guarded_ctx(|| {
+        let publication = Publication {
+            topic: message.topic.as_str().to_owned(),
+            message: Message {
+                payload: message.payload.as_slice().to_vec(),
+                key: message.key.into_option().map(|key| key.as_str().to_owned()),
+                properties: message
+                    .properties
+                    .as_slice()
+                    .iter()
+                    .map(|property| (property.key.as_str().to_owned(), property.value.as_str().to_owned()))
+                    .collect(),
+                event_time_ms: message.event_time_ms.into_option(),
+            },
+        };
+        match host.publish(publication) {
+            Ok(()) => RResult::ROk(()),
+            Err(refused) => failure(ContextErrorKind::InvalidArgument, refused.to_string()),
+        }
+    })
 }
 
 extern "C" fn secret(host: HostHandle, name: RStr<'_>) -> CtxResult<ROption<RString>> {

@@ -27,28 +27,42 @@ pub(super) enum Unheld {
     State(#[from] StateError),
 }
 
+/// Which of a commit's inputs a publish is for: all of them (the batch's outputs and dead
+/// letters), or those whose calls published its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Covers {
+    All,
+    Inputs(Vec<DeliveryTag>),
+}
+
 /// One batch's settlement, waiting for its publishes and its state writes.
 #[derive(Debug, Default)]
 pub(super) struct Commit {
     id: u64,
     /// Publishes and state flushes not yet reported.
     pending: usize,
-    /// The first of them that failed, if any: then no input of the batch counts as done.
+    /// The first of them that failed for every input, if any: then no input of the batch counts
+    /// as done.
     pub failure: Option<Unheld>,
+    /// Inputs that are not done because a publish made for them failed, with why.
+    pub failed_inputs: Vec<(DeliveryTag, Unheld)>,
     /// The inputs to acknowledge once every publish is held.
     pub acks: Vec<DeliveryTag>,
     /// What to tell anyone waiting on an input's outcome.
-    pub reports: Vec<(Arc<Message>, Outcome)>,
+    pub reports: Vec<(DeliveryTag, Arc<Message>, Outcome)>,
 }
 
 /// Names an open commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CommitId(u64);
 
-/// Results reported by the transport and the state store: the commit's id and the result.
+/// One result reported for a commit: its id, the inputs the result is for, and the result.
+type Report = (u64, Covers, Result<(), Unheld>);
+
+/// Results reported by the transport and the state store.
 #[derive(Debug, Default)]
 struct Reported {
-    results: Mutex<Vec<(u64, Result<(), Unheld>)>>,
+    results: Mutex<Vec<Report>>,
     arrived: Condvar,
 }
 
@@ -64,16 +78,17 @@ pub(super) struct Commits {
 
 impl Commits {
     /// Opens a commit for a batch's inputs; its publishes follow with [`Commits::publish`].
-    pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(Arc<Message>, Outcome)>) -> CommitId {
+    pub fn open(&mut self, acks: Vec<DeliveryTag>, reports: Vec<(DeliveryTag, Arc<Message>, Outcome)>) -> CommitId {
         self.next_id += 1;
         self.inputs += acks.len();
-        self.open.push(Commit { id: self.next_id, pending: 0, failure: None, acks, reports });
+        self.open.push(Commit { id: self.next_id, acks, reports, ..Commit::default() });
         CommitId(self.next_id)
     }
 
-    /// Publishes `messages` to `topic` as part of commit `id`, which must be open.
-    pub fn publish(&mut self, id: CommitId, sink: &dyn Sink, topic: &str, messages: Vec<Message>) {
-        let report = self.expect(id);
+    /// Publishes `messages` to `topic` as part of commit `id`, which must be open, for the inputs
+    /// it `covers`: if it fails, they are not done.
+    pub fn publish(&mut self, id: CommitId, sink: &dyn Sink, topic: &str, messages: Vec<Message>, covers: Covers) {
+        let report = self.expect(id, covers);
         sink.publish_then(topic, messages, Published::new(move |result| report(result.map_err(Unheld::from))));
     }
 
@@ -81,13 +96,13 @@ impl Commits {
     /// open: its inputs are settled once the writes are on disk.
     pub fn stage_state(&mut self, id: CommitId, slot: &StateSlot) {
         slot.commit_batch(|| {
-            let report = self.expect(id);
+            let report = self.expect(id, Covers::All);
             Box::new(move |result| report(result.map_err(Unheld::from)))
         });
     }
 
     /// One more result that commit `id` waits for; the returned callback reports it.
-    fn expect(&mut self, id: CommitId) -> impl FnOnce(Result<(), Unheld>) + Send + 'static {
+    fn expect(&mut self, id: CommitId, covers: Covers) -> impl FnOnce(Result<(), Unheld>) + Send + 'static {
         let commit = self.open.iter_mut().find(|commit| commit.id == id.0);
         debug_assert!(commit.is_some(), "commit {} is not open", id.0);
         if let Some(commit) = commit {
@@ -95,7 +110,7 @@ impl Commits {
         }
         let reported = Arc::clone(&self.reported);
         move |result| {
-            lock(&reported.results).push((id.0, result));
+            lock(&reported.results).push((id.0, covers, result));
             reported.arrived.notify_one();
         }
     }
@@ -144,11 +159,17 @@ impl Commits {
 
     fn apply_reports(&mut self) {
         let results = std::mem::take(&mut *lock(&self.reported.results));
-        for (id, result) in results {
+        for (id, covers, result) in results {
             let Some(commit) = self.open.iter_mut().find(|commit| commit.id == id) else { continue };
             commit.pending -= 1;
-            if let Err(error) = result {
-                commit.failure.get_or_insert(error);
+            match (result, covers) {
+                (Ok(()), _) => {}
+                (Err(error), Covers::All) => {
+                    commit.failure.get_or_insert(error);
+                }
+                (Err(error), Covers::Inputs(tags)) => {
+                    commit.failed_inputs.extend(tags.into_iter().map(|tag| (tag, error.clone())));
+                }
             }
         }
     }
@@ -202,8 +223,8 @@ mod tests {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
         let id = commits.open(vec![7], Vec::new());
-        commits.publish(id, &sink, "out", vec![Message::from_payload(b"a".to_vec())]);
-        commits.publish(id, &sink, "dead", vec![Message::from_payload(b"b".to_vec())]);
+        commits.publish(id, &sink, "out", vec![Message::from_payload(b"a".to_vec())], Covers::All);
+        commits.publish(id, &sink, "dead", vec![Message::from_payload(b"b".to_vec())], Covers::All);
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
         first.report(Ok(()));
         assert!(settled(&mut commits, Duration::ZERO).is_empty(), "one publish still out");
@@ -220,9 +241,9 @@ mod tests {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
         let first = commits.open(vec![1], Vec::new());
-        commits.publish(first, &sink, "out", vec![Message::default()]);
+        commits.publish(first, &sink, "out", vec![Message::default()], Covers::All);
         let second = commits.open(vec![2], Vec::new());
-        commits.publish(second, &sink, "out", vec![Message::default()]);
+        commits.publish(second, &sink, "out", vec![Message::default()], Covers::All);
         let (first, second) = (pending.recv().expect("first"), pending.recv().expect("second"));
         second.report(Ok(()));
         first.report(Err(TransportError::Topic { topic: "out".into(), reason: "no receipt".into() }));
@@ -235,11 +256,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_publish_for_some_inputs_fails_only_those() {
+        let (sink, pending) = later_sink();
+        let mut commits = Commits::default();
+        let id = commits.open(vec![1, 2, 3], Vec::new());
+        commits.publish(id, &sink, "out", vec![Message::default(); 3], Covers::All);
+        commits.publish(id, &sink, "routed", vec![Message::default()], Covers::Inputs(vec![2]));
+        let (output, routed) = (pending.recv().expect("output"), pending.recv().expect("routed"));
+        output.report(Ok(()));
+        routed.report(Err(TransportError::Topic { topic: "routed".into(), reason: "refused".into() }));
+        let done = settled(&mut commits, Duration::from_secs(10));
+        assert_eq!(done.len(), 1);
+        assert!(done[0].failure.is_none());
+        let failed: Vec<DeliveryTag> = done[0].failed_inputs.iter().map(|(tag, _)| *tag).collect();
+        assert_eq!(failed, vec![2]);
+    }
+
+    #[test]
     fn a_publish_dropped_unreported_fails_its_commit_as_closed() {
         let (sink, pending) = later_sink();
         let mut commits = Commits::default();
         let id = commits.open(vec![3], Vec::new());
-        commits.publish(id, &sink, "out", vec![Message::default()]);
+        commits.publish(id, &sink, "out", vec![Message::default()], Covers::All);
         drop(pending.recv().expect("the publish"));
         let done = settled(&mut commits, Duration::from_secs(10));
         assert_eq!(done.len(), 1);
@@ -251,7 +289,7 @@ mod tests {
         let (sink, _pending) = later_sink();
         let mut commits = Commits::default();
         let id = commits.open(vec![1], Vec::new());
-        commits.publish(id, &sink, "out", vec![Message::default()]);
+        commits.publish(id, &sink, "out", vec![Message::default()], Covers::All);
         assert!(settled(&mut commits, Duration::from_millis(20)).is_empty());
         assert_eq!(commits.len(), 1);
     }

@@ -14,9 +14,10 @@ use std::{
 
 use super::{
     WorkerEvent,
-    commits::{Commit, Commits},
+    commits::{Commit, Commits, Covers},
     control::{InstanceControl, Swap},
     outcomes::{Outcome, Outcomes},
+    routed::Routed,
 };
 use crate::{
     execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement, execute},
@@ -91,12 +92,14 @@ pub(super) struct InstanceLoop {
     probation: Option<Probation>,
     batch: Vec<Delivery>,
     outputs: Vec<Message>,
+    /// What the batch's calls published to topics of their choosing.
+    routed: Routed,
     dead_letters: Vec<Message>,
     acks: Vec<DeliveryTag>,
     /// Inputs done with but not acknowledged by the function (`manual` guarantees).
     unacked: Vec<DeliveryTag>,
     nacks: Vec<(DeliveryTag, u32, Failure)>,
-    reports: Vec<(Arc<Message>, Outcome)>,
+    reports: Vec<(DeliveryTag, Arc<Message>, Outcome)>,
     counts: Counts,
     /// Calls made, for picking the ones to time.
     calls: u32,
@@ -126,6 +129,7 @@ impl InstanceLoop {
             probation: None,
             batch: Vec::with_capacity(BATCH),
             outputs: Vec::with_capacity(BATCH),
+            routed: Routed::default(),
             dead_letters: Vec::new(),
             acks: Vec::with_capacity(BATCH),
             unacked: Vec::new(),
@@ -256,6 +260,7 @@ impl InstanceLoop {
     /// Queues what a message came to, as the function's policy settles it.
     fn settle(&mut self, delivery: &Delivery, (outcome, effects): Called) {
         let settlement = self.settings.policy.settle(&outcome, &effects, delivery.redelivery_count);
+        self.routed.add(delivery.tag, effects.published);
         let report = self.outcomes.anyone_waiting();
         let failure = outcome.failure().cloned();
         match outcome {
@@ -263,7 +268,8 @@ impl InstanceLoop {
                 self.counts.add(Count::ProcessedSuccessfully, 1);
                 self.counts.add(Count::Outputs, 1);
                 if report {
-                    self.reports.push((Arc::clone(&delivery.message), Outcome::Output(payload.clone())));
+                    let outcome = Outcome::Output(payload.clone());
+                    self.reports.push((delivery.tag, Arc::clone(&delivery.message), outcome));
                 }
                 if self.settings.output.is_some() {
                     let input = &delivery.message;
@@ -279,7 +285,7 @@ impl InstanceLoop {
                 self.counts.add(Count::ProcessedSuccessfully, 1);
                 self.counts.add(Count::Filtered, 1);
                 if report {
-                    self.reports.push((Arc::clone(&delivery.message), Outcome::Filtered));
+                    self.reports.push((delivery.tag, Arc::clone(&delivery.message), Outcome::Filtered));
                 }
             }
             CallOutcome::Failed(error) => {
@@ -313,7 +319,7 @@ impl InstanceLoop {
         ]);
         if self.outcomes.anyone_waiting() {
             let outcome = Outcome::DeadLettered { reason: reason.to_owned(), error: error.to_owned() };
-            self.reports.push((Arc::clone(input), outcome));
+            self.reports.push((delivery.tag, Arc::clone(input), outcome));
         }
         self.dead_letters.push(Message {
             payload: input.payload.clone(),
@@ -350,11 +356,21 @@ impl InstanceLoop {
         let commit = self.commits.open(acks, std::mem::take(&mut self.reports));
         if let Some(topic) = self.settings.output.as_deref().filter(|_| !self.outputs.is_empty()) {
             let outputs = std::mem::replace(&mut self.outputs, Vec::with_capacity(BATCH));
-            self.commits.publish(commit, self.sink.as_ref(), topic, outputs);
+            self.commits.publish(commit, self.sink.as_ref(), topic, outputs, Covers::All);
+        }
+        for group in self.routed.take_by_topic() {
+            self.commits.publish(
+                commit,
+                self.sink.as_ref(),
+                &group.topic,
+                group.messages,
+                Covers::Inputs(group.inputs),
+            );
         }
         if !self.dead_letters.is_empty() {
             let letters = std::mem::take(&mut self.dead_letters);
-            self.commits.publish(commit, self.sink.as_ref(), &self.settings.dead_letter_topic, letters);
+            let topic = &self.settings.dead_letter_topic;
+            self.commits.publish(commit, self.sink.as_ref(), topic, letters, Covers::All);
         }
         self.commits.stage_state(commit, &self.control.state);
         for (tag, failures, failure) in self.nacks.drain(..) {
@@ -384,12 +400,29 @@ impl InstanceLoop {
         self.control.stats.metrics.waiting_inputs.store(self.commits.inputs() as u64, Ordering::Relaxed);
     }
 
-    /// Acknowledges and counts a commit's inputs, or, when a publish failed, has every one of
-    /// them redelivered: nothing of the batch counts as done.
+    /// Acknowledges and counts a commit's inputs, or, when a publish failed, has those it was
+    /// for redelivered: every one of them when it was for the whole batch.
     fn finish(&self, commit: Commit) {
-        let Commit { failure, acks, reports, .. } = commit;
+        let Commit { failure, mut failed_inputs, mut acks, mut reports, .. } = commit;
         let source = &self.control.source;
         let mut counts = Counts::default();
+        if failure.is_none() && !failed_inputs.is_empty() {
+            failed_inputs.sort_unstable_by_key(|(tag, _)| *tag);
+            failed_inputs.dedup_by_key(|(tag, _)| *tag);
+            let failed = |tag: &DeliveryTag| failed_inputs.binary_search_by_key(tag, |(failed, _)| *failed).is_ok();
+            acks.retain(|tag| !failed(tag));
+            // A failed input's outcome is reported when it is done.
+            reports.retain(|(tag, _, _)| !failed(tag));
+            counts.add(Count::SystemExceptions, failed_inputs.len() as u64);
+            for (tag, error) in &failed_inputs {
+                tracing::error!(%error, "publishing for an input failed; it will be redelivered");
+                source.nack(
+                    *tag,
+                    self.settings.nack_backoff.base,
+                    &Failure::new(FailureKind::System, error.to_string()),
+                );
+            }
+        }
         match failure {
             None => {
                 let acked = if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
@@ -398,7 +431,7 @@ impl InstanceLoop {
                     source.ack(&acks)
                 };
                 counts.add(Count::Acked, acked as u64);
-                for (message, outcome) in reports {
+                for (_, message, outcome) in reports {
                     self.outcomes.report(&message, outcome);
                 }
             }
@@ -432,6 +465,7 @@ impl InstanceLoop {
 
     fn discard(&mut self) {
         self.outputs.clear();
+        self.routed.clear();
         self.dead_letters.clear();
         self.acks.clear();
         self.unacked.clear();
