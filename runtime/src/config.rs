@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::{
-    io::transport::SubscriptionRequest,
+    io::{
+        producer_config::{ProducerConfig, ProducerSettings},
+        transport::SubscriptionRequest,
+    },
     verify::{Sha256Digest, check_name},
     vocabulary::{ProcessingGuarantees, SubscriptionPosition, SubscriptionType},
 };
@@ -87,6 +90,9 @@ pub struct FunctionSpec {
     /// This function's log level (default: the worker's).
     #[serde(default)]
     pub log_level: Option<String>,
+    /// How the function's producers batch and compress (default: as Pulsar Functions).
+    #[serde(default)]
+    pub producer_config: Option<ProducerConfig>,
 }
 
 fn default_tenant() -> String {
@@ -199,6 +205,11 @@ impl FunctionSpec {
         }
     }
 
+    /// How the function's producers are built.
+    pub fn producer_settings(&self) -> ProducerSettings {
+        ProducerSettings::of(self.producer_config.as_ref())
+    }
+
     /// The dead-letter topic: the configured one, or `<output or name>-DLQ`.
     pub fn dead_letter(&self) -> String {
         self.dead_letter_topic
@@ -267,12 +278,18 @@ impl FunctionSpec {
         {
             problem("log_level", format!("{level:?} is not one of {}", LOG_LEVELS.join(", ")));
         }
+        if let Some(config) = &self.producer_config
+            && config.batching
+            && config.batching_max_publish_delay_ms == 0
+        {
+            problem("producer_config", "batching_max_publish_delay_ms must be positive when batching".into());
+        }
         if problems.is_empty() { Ok(()) } else { Err(SpecError::Invalid { name: self.fqfn(), problems }) }
     }
 }
 
 /// Checks a topic name: `name` or `persistent://tenant/namespace/name` (or `non-persistent://`).
-fn check_topic(topic: &str) -> Result<(), String> {
+pub(crate) fn check_topic(topic: &str) -> Result<(), String> {
     let path = topic
         .strip_prefix("persistent://")
         .or_else(|| topic.strip_prefix("non-persistent://"))

@@ -106,8 +106,8 @@ pub struct Services {
 enum PublishRefused {
     #[error("publish is possible only while processing a message, not in init or close")]
     OutsideCall,
-    #[error("{0:?} is not a topic name")]
-    TopicName(String),
+    #[error("{topic:?} is not a topic name: {reason}")]
+    TopicName { topic: String, reason: String },
 }
 
 /// The host state behind one instance's `HostHandle`. Its address must not change while the
@@ -198,8 +198,8 @@ impl InstanceHost {
         if !self.in_call.load(Ordering::Relaxed) {
             return Err(PublishRefused::OutsideCall);
         }
-        if publication.topic.trim().is_empty() || publication.topic.contains(char::is_whitespace) {
-            return Err(PublishRefused::TopicName(publication.topic));
+        if let Err(reason) = crate::config::check_topic(&publication.topic) {
+            return Err(PublishRefused::TopicName { topic: publication.topic, reason });
         }
         lock(&self.published).push(publication);
         Ok(())

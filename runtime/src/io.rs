@@ -5,6 +5,7 @@ pub mod dead_letter;
 pub mod embedded;
 pub mod json_lines;
 pub mod lines;
+pub mod producer_config;
 pub mod pulsar;
 pub mod transport;
 

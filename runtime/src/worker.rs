@@ -47,7 +47,7 @@ use crate::{
     io::{
         embedded::EmbeddedBroker,
         pulsar::PulsarTransport,
-        transport::{Message, Sink, Transport, TransportError},
+        transport::{Message, Transport, TransportError},
     },
     loader::Loader,
     secrets::{SecretError, WorkerSecrets},
@@ -306,13 +306,12 @@ impl Worker {
             .collect();
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
-        let (transport, sink): (Arc<dyn Transport>, Arc<dyn Sink>) = match &topics {
-            Topics::Embedded => (Arc::new(Arc::clone(&broker)), Arc::new(Arc::clone(&broker))),
-            Topics::Pulsar(pulsar) => (Arc::new(Arc::clone(pulsar)), Arc::new(Arc::clone(pulsar))),
+        let transport: Arc<dyn Transport> = match &topics {
+            Topics::Embedded => Arc::new(Arc::clone(&broker)),
+            Topics::Pulsar(pulsar) => Arc::new(Arc::clone(pulsar)),
         };
         let wiring = function::Wiring {
             transport,
-            sink,
             outcomes: Arc::clone(&outcomes),
             events: sender.clone(),
             backoff: options.nack_backoff,

@@ -27,6 +27,7 @@ use super::transport::{
     Delivery, DeliveryTag, Message, Sink, Source, SubscriptionRequest, SubscriptionType, Transport, TransportError,
 };
 use crate::{
+    io::producer_config::ProducerSettings,
     sync::{Notify, lock},
     vocabulary::Failure,
 };
@@ -156,6 +157,11 @@ impl Sink for EmbeddedBroker {
 }
 
 impl Transport for Arc<EmbeddedBroker> {
+    /// Embedded topics have no producers: every function publishes alike.
+    fn sink(&self, _: ProducerSettings) -> Arc<dyn Sink> {
+        Arc::new(Arc::clone(self))
+    }
+
     /// Embedded topics are named exactly: a `topics_pattern` is refused.
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError> {
         if request.topics_pattern.is_some() {

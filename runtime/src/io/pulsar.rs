@@ -6,6 +6,7 @@
 mod entries;
 mod failures;
 mod pattern;
+mod producer_cache;
 mod producers;
 mod source;
 mod topic_name;
@@ -23,7 +24,7 @@ use std::{
 use pulsar::{Authentication, Pulsar, TokioExecutor};
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::ProcessingGuarantees;
+use crate::{io::producer_config::ProducerSettings, vocabulary::ProcessingGuarantees};
 
 use self::producers::Producers;
 pub use self::source::PulsarSource;
@@ -86,11 +87,15 @@ pub(crate) struct PulsarClient {
     closed: AtomicBool,
     consumer_ids: AtomicU64,
     failures: failures::Failures,
+    /// Every function's producers, by topic and settings.
+    producers: Producers,
 }
 
 impl Drop for PulsarClient {
     fn drop(&mut self) {
         let _inside = self.runtime.enter();
+        // Producers spawn tasks as they close.
+        self.producers.close_all();
         // SAFETY: `pulsar` is dropped exactly once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.pulsar) };
     }
@@ -107,20 +112,25 @@ impl PulsarClient {
 /// Functions' topics on a Pulsar cluster.
 pub struct PulsarTransport {
     client: Arc<PulsarClient>,
-    producers: Producers,
-}
-
-impl Drop for PulsarTransport {
-    fn drop(&mut self) {
-        // Producers spawn tasks as they close.
-        let _inside = self.client.runtime.enter();
-        self.producers.close_all();
-    }
+    /// Publishes with Pulsar Functions' default producer settings.
+    default_sink: PulsarSink,
 }
 
 impl std::fmt::Debug for PulsarTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PulsarTransport").field("producers", &self.producers).finish_non_exhaustive()
+        f.debug_struct("PulsarTransport").field("producers", &self.client.producers).finish_non_exhaustive()
+    }
+}
+
+/// Publishes to Pulsar topics through producers built with one function's settings.
+pub struct PulsarSink {
+    client: Arc<PulsarClient>,
+    settings: ProducerSettings,
+}
+
+impl std::fmt::Debug for PulsarSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulsarSink").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -194,8 +204,11 @@ impl PulsarTransport {
             closed: AtomicBool::new(false),
             consumer_ids: AtomicU64::new(process_unique_seed()),
             failures: failures::Failures::default(),
+            producers: Producers::default(),
         };
-        Ok(Self { client: Arc::new(client), producers: Producers::default() })
+        let client = Arc::new(client);
+        let default_sink = PulsarSink { client: Arc::clone(&client), settings: ProducerSettings::default() };
+        Ok(Self { client, default_sink })
     }
 
     /// The failures counted so far.
@@ -216,10 +229,10 @@ fn process_unique_seed() -> u64 {
     (u64::from(std::process::id()) << 40) | (u64::from(nanos) << 8)
 }
 
-impl Sink for PulsarTransport {
+impl Sink for PulsarSink {
     /// Creates the topic's producer, as Pulsar Functions does when an instance starts.
     fn open(&self, topic: &str) -> Result<(), TransportError> {
-        self.client.runtime.block_on(self.producers.open(&self.client, topic))
+        self.client.runtime.block_on(self.client.producers.open(&self.client, topic, self.settings))
     }
 
     fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
@@ -227,7 +240,7 @@ impl Sink for PulsarTransport {
             return Ok(());
         }
         self.client.runtime.block_on(async {
-            let receipts = self.producers.send(&self.client, topic, messages).await?;
+            let receipts = self.client.producers.send(&self.client, topic, self.settings, messages).await?;
             receipts.wait(&self.client.counters).await
         })
     }
@@ -238,7 +251,9 @@ impl Sink for PulsarTransport {
         if messages.is_empty() {
             return done.report(Ok(()));
         }
-        match self.client.runtime.block_on(self.producers.send(&self.client, topic, messages)) {
+        let sent =
+            self.client.runtime.block_on(self.client.producers.send(&self.client, topic, self.settings, messages));
+        match sent {
             Ok(receipts) => {
                 // Not the client: the task must never hold the last reference to the runtime.
                 let counters = Arc::clone(&self.client.counters);
@@ -249,7 +264,26 @@ impl Sink for PulsarTransport {
     }
 }
 
+/// Publishes with Pulsar Functions' default producer settings.
+impl Sink for PulsarTransport {
+    fn open(&self, topic: &str) -> Result<(), TransportError> {
+        self.default_sink.open(topic)
+    }
+
+    fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), TransportError> {
+        self.default_sink.publish(topic, messages)
+    }
+
+    fn publish_then(&self, topic: &str, messages: Vec<Message>, done: Published) {
+        self.default_sink.publish_then(topic, messages, done);
+    }
+}
+
 impl Transport for Arc<PulsarTransport> {
+    fn sink(&self, settings: ProducerSettings) -> Arc<dyn Sink> {
+        Arc::new(PulsarSink { client: Arc::clone(&self.client), settings })
+    }
+
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError> {
         if request.topics.is_empty() && request.topics_pattern.is_none() {
             return Err(TransportError::Topic { topic: String::new(), reason: "no input topics".into() });

@@ -7,8 +7,11 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use thiserror::Error;
 
-use crate::vocabulary::{Failure, ProcessingGuarantees};
 pub use crate::vocabulary::{SubscriptionPosition, SubscriptionType};
+use crate::{
+    io::producer_config::ProducerSettings,
+    vocabulary::{Failure, ProcessingGuarantees},
+};
 
 /// One message on a topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -257,6 +260,10 @@ impl<T: Sink + ?Sized> Sink for Arc<T> {
 
 /// A transport: where subscriptions and topics come from.
 pub trait Transport: Sink {
+    /// Where a function whose producers are built with `settings` publishes (a transport
+    /// without producers of its own ignores them).
+    fn sink(&self, settings: ProducerSettings) -> Arc<dyn Sink>;
+
     /// Joins the subscription `request` names as a new consumer.
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError>;
 

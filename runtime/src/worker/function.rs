@@ -25,7 +25,7 @@ use crate::{
     context::{FunctionIdentity, Services},
     execute::Policy,
     instance::{InitError, PluginInstance},
-    io::transport::{Sink, Transport, TransportError},
+    io::transport::{Transport, TransportError},
     loader::Plugin,
     secrets::{SecretError, Secrets, WorkerSecrets},
     state::{FunctionStore, StateSlot},
@@ -164,7 +164,6 @@ impl StartError {
 #[derive(Debug, Clone)]
 pub(super) struct Wiring {
     pub transport: Arc<dyn Transport>,
-    pub sink: Arc<dyn Sink>,
     pub outcomes: Arc<Outcomes>,
     pub events: mpsc::Sender<WorkerEvent>,
     pub backoff: Backoff,
@@ -269,6 +268,7 @@ impl FunctionRunner {
         let mut threads = Vec::new();
         let mut watched = Vec::new();
         let request = spec.subscription_request();
+        let sink = wiring.transport.sink(spec.producer_settings());
         for ((id, instance), (slot, metrics)) in (0..).zip(instances).zip(parts) {
             let source = wiring
                 .transport
@@ -283,7 +283,7 @@ impl FunctionRunner {
                 Arc::clone(&control),
                 instance,
                 Arc::clone(&settings),
-                Arc::clone(&wiring.sink),
+                Arc::clone(&sink),
                 Arc::clone(&wiring.outcomes),
                 wiring.events.clone(),
             );

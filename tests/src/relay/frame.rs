@@ -203,6 +203,10 @@ pub struct Delivery {
     pub ledger: u64,
     pub entry: u64,
     pub redelivery_count: u32,
+    /// The entry's compression, as Pulsar numbers it (0 none, 1 LZ4, 2 ZLIB, 3 ZSTD, 4 SNAPPY).
+    pub compression: i32,
+    /// How many messages the entry holds (1 when it is not a batch).
+    pub messages: i32,
     pub payload: Vec<u8>,
 }
 
@@ -213,12 +217,15 @@ pub fn delivery(frame: &[u8]) -> Option<Delivery> {
     let message = BaseCommand::decode(command).ok()?.message?;
     let rest = rest.strip_prefix(&MAGIC_CRC32C.to_be_bytes()).map_or(rest, |after| after.get(4..).unwrap_or_default());
     let metadata_size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let metadata = pulsar::proto::MessageMetadata::decode(rest.get(4..4 + metadata_size)?).ok()?;
     let payload = rest.get(4 + metadata_size..)?.to_vec();
     Some(Delivery {
         consumer_id: message.consumer_id,
         ledger: message.message_id.ledger_id,
         entry: message.message_id.entry_id,
         redelivery_count: message.redelivery_count.unwrap_or(0),
+        compression: metadata.compression.unwrap_or(0),
+        messages: metadata.num_messages_in_batch.unwrap_or(1),
         payload,
     })
 }
@@ -319,6 +326,8 @@ mod tests {
                 ledger: 1,
                 entry: 2,
                 redelivery_count: 0,
+                compression: 0,
+                messages: 1,
                 payload: b"payload bytes".to_vec(),
             };
             assert_eq!(delivery(&frame), Some(expected), "with checksum: {with_checksum}");
