@@ -10,7 +10,7 @@ use std::{
     sync::{Once, OnceLock},
 };
 
-use abi_stable::std_types::RStr;
+use abi_stable::std_types::{RSlice, RStr};
 use tracing_core::{
     Event, Interest, Level, LevelFilter, Metadata, Subscriber,
     field::{Field, Visit},
@@ -19,7 +19,7 @@ use tracing_core::{
 
 use tracing_log::NormalizeEvent;
 
-use crate::ffi::{FfiContext, HostVtableRef, LogLevel};
+use crate::ffi::{FfiContext, HostVtableRef, LogLevel, Property};
 
 thread_local! {
     /// The message of the last panic on this thread, with its location.
@@ -27,12 +27,17 @@ thread_local! {
 }
 
 static HOST: OnceLock<HostVtableRef> = OnceLock::new();
+/// The host's `log_record`, when the host has it (interface 1.2 and later).
+static LOG_RECORD: OnceLock<Option<LogRecordFn>> = OnceLock::new();
 static INSTALL: Once = Once::new();
+
+type LogRecordFn = extern "C" fn(LogLevel, RStr<'_>, RStr<'_>, RSlice<'_, Property<'_>>);
 
 /// Installs the panic hook and the log bridge, once per loaded plugin.
 pub(crate) fn install(ctx: &FfiContext) {
     INSTALL.call_once(|| {
         let _ = HOST.set(ctx.vtable);
+        let _ = LOG_RECORD.set(ctx.callbacks().log_record());
         std::panic::set_hook(Box::new(|info| {
             let message = match info.location() {
                 Some(at) => format!("{} at {}:{}", payload_text(info.payload()), at.file(), at.line()),
@@ -79,9 +84,26 @@ fn log_level(level: &Level) -> LogLevel {
 /// Forwards the plugin's `tracing` events to the host; spans are the host's, not the plugin's.
 struct HostLog;
 
-/// Formats an event's fields as `message key=value ...`.
+/// An event's message and its other fields, each formatted as text.
 #[derive(Default)]
-struct Fields(String);
+struct Fields {
+    message: String,
+    others: Vec<(&'static str, String)>,
+}
+
+impl Fields {
+    /// `message key=value ...`, for a host without `log_record`.
+    fn as_text(&self) -> String {
+        let mut text = self.message.clone();
+        for (name, value) in &self.others {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            let _ = write!(text, "{name}={value}");
+        }
+        text
+    }
+}
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -89,14 +111,11 @@ impl Visit for Fields {
             // Where a `log` record came from: its target is the event's, the rest is noise.
             return;
         }
-        if !self.0.is_empty() {
-            self.0.push(' ');
-        }
-        let _ = if field.name() == "message" {
-            write!(self.0, "{value:?}")
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
         } else {
-            write!(self.0, "{}={value:?}", field.name())
-        };
+            self.others.push((field.name(), format!("{value:?}")));
+        }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -104,10 +123,7 @@ impl Visit for Fields {
             return;
         }
         if field.name() == "message" {
-            if !self.0.is_empty() {
-                self.0.push(' ');
-            }
-            self.0.push_str(value);
+            self.message.push_str(value);
         } else {
             self.record_debug(field, &value);
         }
@@ -142,7 +158,18 @@ impl Subscriber for HostLog {
         // A `log` record's level and target, rather than those of the bridge's callsite.
         let normalized = event.normalized_metadata();
         let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        (host.log())(log_level(metadata.level()), RStr::from_str(metadata.target()), RStr::from_str(&fields.0));
+        let (level, target) = (log_level(metadata.level()), RStr::from_str(metadata.target()));
+        match LOG_RECORD.get().copied().flatten() {
+            Some(log_record) => {
+                let others: Vec<Property<'_>> = fields
+                    .others
+                    .iter()
+                    .map(|(name, value)| Property { key: RStr::from_str(name), value: RStr::from_str(value) })
+                    .collect();
+                log_record(level, target, RStr::from_str(&fields.message), RSlice::from_slice(&others));
+            }
+            None => (host.log())(level, target, RStr::from_str(&fields.as_text())),
+        }
     }
 
     fn enter(&self, _: &span::Id) {}

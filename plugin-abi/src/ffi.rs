@@ -275,4 +275,8 @@ host_callback_tables! {
     ) -> CtxResult<RVec<RString>>,
     /// Deletes every state key that starts with `prefix` (since 1.1).
     pub state_delete_prefix: extern "C" fn(host: HostHandle, prefix: RStr<'_>) -> CtxResult<()>,
+    /// Records a log event from the plugin with its fields apart from its message, for the
+    /// host's log and the function's log topic (since 1.2; `log` before).
+    pub log_record:
+        extern "C" fn(level: LogLevel, target: RStr<'_>, message: RStr<'_>, fields: RSlice<'_, Property<'_>>),
 }

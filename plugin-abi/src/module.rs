@@ -17,7 +17,7 @@ use crate::{
 
 /// The version of this interface. A host accepts plugins whose `ABI_VERSION` has the same major
 /// (and, while the major is 0, the same minor) as its own.
-pub const ABI_VERSION: &str = "1.1.0";
+pub const ABI_VERSION: &str = "1.2.0";
 
 /// The root module of a plugin.
 ///

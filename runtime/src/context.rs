@@ -17,7 +17,14 @@ use abi_stable::std_types::RStr;
 use pfn_abi::ffi::{FfiContext, HostHandle, Property};
 
 pub use self::vtable::HOST_VTABLE;
-use crate::{io::transport::Message, secrets::Secrets, state::StateSlot, sync::lock, telemetry::InstanceMetrics};
+use crate::{
+    io::transport::Message,
+    plugin_log::{FunctionLog, InstanceLog},
+    secrets::Secrets,
+    state::StateSlot,
+    sync::lock,
+    telemetry::InstanceMetrics,
+};
 
 /// Who a function instance is: the facts its context reports.
 #[derive(Debug, Clone, Default)]
@@ -99,6 +106,8 @@ pub struct Services {
     pub metrics: Option<Arc<InstanceMetrics>>,
     /// The function's secrets, resolved when it started.
     pub secrets: Option<Arc<Secrets>>,
+    /// The function's log level and log topic.
+    pub log: Option<Arc<FunctionLog>>,
 }
 
 /// Why a publish was refused at once.
@@ -121,6 +130,8 @@ pub struct InstanceHost {
     topic_views: Vec<RStr<'static>>,
     config_views: Vec<Property<'static>>,
     services: Services,
+    /// Where the plugin's log events go, for the instance's calls.
+    log: Option<InstanceLog>,
     /// Set while the instance processes an input: publishing is possible only then.
     in_call: AtomicBool,
     /// Set when the function acknowledges the input it is processing (`manual` guarantees).
@@ -156,12 +167,17 @@ impl InstanceHost {
             // SAFETY: as for the topics.
             .map(|(key, value)| unsafe { Property { key: pinned_view(key), value: pinned_view(value) } })
             .collect();
+        let log = services
+            .log
+            .as_ref()
+            .map(|function| InstanceLog { function: Arc::clone(function), instance_id: identity.instance_id });
         Self {
             identity,
             function_version,
             topic_views,
             config_views,
             services,
+            log,
             in_call: AtomicBool::new(false),
             input_acked: AtomicBool::new(false),
             published: Mutex::default(),
@@ -171,6 +187,11 @@ impl InstanceHost {
     /// The identity this host reports.
     pub fn identity(&self) -> &FunctionIdentity {
         &self.identity
+    }
+
+    /// The instance's log, entered around every call into its plugin.
+    pub fn log(&self) -> Option<&InstanceLog> {
+        self.log.as_ref()
     }
 
     /// Starts a call: an acknowledgement made outside a call is forgotten.

@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::{
     context::{Effects, FunctionIdentity, InstanceHost, Services},
     loader::Plugin,
+    plugin_log,
     vocabulary::{Failure, FailureKind},
 };
 
@@ -70,8 +71,10 @@ impl Plugin {
         let host = Box::new(InstanceHost::new(identity, self.info.version.clone(), services));
         let ffi = host.ffi_context();
         let new_instance = self.module.0.new_instance();
+        let entered = plugin_log::enter(host.log());
         // SAFETY: `ffi` points at `host`, which the returned instance owns.
         let created = unsafe { new_instance(&ffi) };
+        drop(entered);
         let handle = created.into_result().map_err(|error| InitError {
             fqfn: host.identity().fqfn(),
             plugin: self.info.name.clone(),
@@ -102,6 +105,7 @@ impl PluginInstance {
             return (Err(Failure::new(FailureKind::Error, "instance is closed")), Effects::default());
         };
         self.out.clear();
+        let _entered = plugin_log::enter(self.host.log());
         self.host.begin_call();
         // SAFETY: `handle` is live (not closed) and `&mut self` makes this the only call on it;
         // `ffi` points at `self.host`, alive for the call.
@@ -123,6 +127,7 @@ impl PluginInstance {
     /// Runs the function's `close`; the instance cannot be used afterwards.
     pub fn close(&mut self) -> Result<(), Failure> {
         let Some(handle) = self.handle.take() else { return Ok(()) };
+        let _entered = plugin_log::enter(self.host.log());
         // SAFETY: the handle is live and is never used again (taken out of `self.handle`).
         unsafe { (self.close_fn)(handle, &self.ffi) }.into_result().map_err(failure_of)
     }

@@ -11,6 +11,7 @@
 //! - [`io`]: sources and sinks (the embedded and Pulsar transports, lines from files or stdin,
 //!   the dead-letter file).
 //! - [`state`]: durable per-function state (redb), with group-committed writes.
+//! - [`plugin_log`]: a function's own log level and its log topic.
 //! - [`secrets`]: a function's secrets, resolved through providers (env, file, worker file).
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
 //! - [`worker`]: `pfn worker`, every function of a directory on embedded topics or Pulsar, with
@@ -29,6 +30,7 @@ pub mod execute;
 pub mod instance;
 pub mod io;
 pub mod loader;
+pub mod plugin_log;
 pub mod resources;
 pub mod run;
 pub mod secrets;

@@ -157,7 +157,8 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
     let slot = Arc::new(StateSlot::new(state.store.function(&identity.fqfn())));
     let worker_secrets = options.secrets_file.as_deref().map(WorkerSecrets::read).transpose()?;
     let secrets = Secrets::resolve(&options.secrets, worker_secrets.as_ref(), |name| std::env::var(name).ok())?;
-    let services = Services { state: Some(Arc::clone(&slot)), metrics: None, secrets: Some(secrets.shared()) };
+    let services =
+        Services { state: Some(Arc::clone(&slot)), metrics: None, secrets: Some(secrets.shared()), log: None };
     let mut instance = plugin.instantiate(identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())

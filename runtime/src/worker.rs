@@ -17,6 +17,7 @@ mod outcomes;
 mod plugins_dir;
 mod reload;
 mod routed;
+mod spec_follow;
 pub mod state;
 pub mod stats;
 mod watchdog;
@@ -369,7 +370,10 @@ impl Worker {
                     // The asker may have given up waiting; the function is deleted either way.
                     let _ = reply.send(self.delete(function));
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => self.scan(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.scan();
+                    self.follow_spec_files();
+                }
             }
         }
         let summary = self.drain();

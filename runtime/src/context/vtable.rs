@@ -4,6 +4,7 @@
 //! A facility the instance was not given answers `NotAvailable` with a message saying so.
 
 use std::{
+    fmt::Write as _,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::atomic::Ordering,
 };
@@ -20,6 +21,7 @@ use pfn_abi::ffi::{
 use super::{InstanceHost, Publication, pinned_view};
 use crate::{
     io::transport::Message,
+    plugin_log,
     state::{StateError, StateSlot},
 };
 
@@ -59,17 +61,56 @@ extern "C" fn log_enabled(level: LogLevel) -> bool {
 }
 
 extern "C" fn log(level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-    let (target, message) = (target.as_str(), message.as_str());
+    guarded(|| (), || record(level, target.as_str(), message.as_str(), &[]));
+}
+
+extern "C" fn log_record(level: LogLevel, target: RStr<'_>, message: RStr<'_>, fields: RSlice<'_, Property<'_>>) {
     guarded(
         || (),
-        || match level {
-            LogLevel::Error => tracing::error!(target: "pfn::plugin", plugin_target = target, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "pfn::plugin", plugin_target = target, "{message}"),
-            LogLevel::Info => tracing::info!(target: "pfn::plugin", plugin_target = target, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "pfn::plugin", plugin_target = target, "{message}"),
-            LogLevel::Trace => tracing::trace!(target: "pfn::plugin", plugin_target = target, "{message}"),
+        || {
+            let fields: Vec<(&str, &str)> =
+                fields.as_slice().iter().map(|field| (field.key.as_str(), field.value.as_str())).collect();
+            record(level, target.as_str(), message.as_str(), &fields);
         },
     );
+}
+
+/// Records a plugin's event in the host's log, inside the calling instance's span, and on its
+/// function's log topic.
+fn record(level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)]) {
+    let text = if fields.is_empty() {
+        std::borrow::Cow::Borrowed(message)
+    } else {
+        let mut text = message.to_owned();
+        for (key, value) in fields {
+            // Writing into a String cannot fail.
+            let _ = write!(text, " {key}={value}");
+        }
+        std::borrow::Cow::Owned(text)
+    };
+    let level = match level {
+        LogLevel::Error => {
+            tracing::error!(target: "pfn::plugin", plugin_target = target, "{text}");
+            tracing::Level::ERROR
+        }
+        LogLevel::Warn => {
+            tracing::warn!(target: "pfn::plugin", plugin_target = target, "{text}");
+            tracing::Level::WARN
+        }
+        LogLevel::Info => {
+            tracing::info!(target: "pfn::plugin", plugin_target = target, "{text}");
+            tracing::Level::INFO
+        }
+        LogLevel::Debug => {
+            tracing::debug!(target: "pfn::plugin", plugin_target = target, "{text}");
+            tracing::Level::DEBUG
+        }
+        LogLevel::Trace => {
+            tracing::trace!(target: "pfn::plugin", plugin_target = target, "{text}");
+            tracing::Level::TRACE
+        }
+    };
+    plugin_log::to_topic(level, message, fields);
 }
 
 extern "C" fn function_info(host: HostHandle) -> FunctionInfo<'static> {
@@ -255,6 +296,7 @@ static HOST_CALLBACKS: &WithMetadata<HostCallbacks> = &WithMetadata::new(HostCal
     ack,
     state_list,
     state_delete_prefix,
+    log_record,
 });
 
 /// The callbacks every instance's context carries, typed as the interface-1.0 table that

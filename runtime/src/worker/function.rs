@@ -16,6 +16,7 @@ use super::{
     control::{InstanceControl, Swap},
     instance_loop::{Backoff, InstanceLoop, LoopSettings},
     outcomes::Outcomes,
+    spec_follow::SpecSeen,
     state::FunctionState,
     stats::{FunctionStatus, Refusal, Reload},
     watchdog::Watched,
@@ -27,6 +28,7 @@ use crate::{
     instance::{InitError, PluginInstance},
     io::transport::{Transport, TransportError},
     loader::Plugin,
+    plugin_log::{FunctionLog, topic::LogTopic},
     secrets::{SecretError, Secrets, WorkerSecrets},
     state::{FunctionStore, StateSlot},
     sync::lock,
@@ -48,10 +50,19 @@ pub struct FunctionShared {
     pub(super) instances: Mutex<Vec<Arc<InstanceControl>>>,
     pub(super) reloads: Mutex<Vec<Reload>>,
     pub(super) refusals: Mutex<Vec<Refusal>>,
+    /// The function's log level (changed with its spec, while it runs) and log topic.
+    pub log: Arc<FunctionLog>,
+    /// When its spec file was last seen changed.
+    pub(super) spec_seen: SpecSeen,
 }
 
 impl FunctionShared {
     pub fn new(spec: FunctionSpec, spec_file: PathBuf, store: FunctionStore) -> Self {
+        let log = Arc::new(FunctionLog::new(spec.fqfn(), spec.log_level.as_deref()));
+        let spec_seen = SpecSeen::default();
+        if let Ok(modified) = std::fs::metadata(&spec_file).and_then(|metadata| metadata.modified()) {
+            spec_seen.note(modified);
+        }
         Self {
             store,
             fqfn: spec.fqfn(),
@@ -63,6 +74,8 @@ impl FunctionShared {
             instances: Mutex::new(Vec::new()),
             reloads: Mutex::new(Vec::new()),
             refusals: Mutex::new(Vec::new()),
+            log,
+            spec_seen,
         }
     }
 
@@ -208,11 +221,12 @@ fn instantiate(
 }
 
 /// The services of an instance: its control's state slot and metrics, and the function's secrets.
-fn services_of(control: &InstanceControl, secrets: &Arc<Secrets>) -> Services {
+fn services_of(control: &InstanceControl, secrets: &Arc<Secrets>, log: &Arc<FunctionLog>) -> Services {
     Services {
         state: Some(Arc::clone(&control.state)),
         metrics: Some(Arc::clone(&control.stats.metrics)),
         secrets: Some(Arc::clone(secrets)),
+        log: Some(Arc::clone(log)),
     }
 }
 
@@ -250,6 +264,7 @@ impl FunctionRunner {
                 state: Some(Arc::clone(slot)),
                 metrics: Some(Arc::clone(metrics)),
                 secrets: Some(Arc::clone(&secrets)),
+                log: Some(Arc::clone(&shared.log)),
             })
             .collect();
         let instances = instantiate_all(spec, &plugin, &services)?;
@@ -269,6 +284,11 @@ impl FunctionRunner {
         let mut watched = Vec::new();
         let request = spec.subscription_request();
         let sink = wiring.transport.sink(spec.producer_settings());
+        if let Some(topic) = &spec.log_topic {
+            let log_topic = LogTopic::start(&fqfn, topic.clone(), Arc::clone(&sink))
+                .map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
+            shared.log.attach_topic(log_topic);
+        }
         for ((id, instance), (slot, metrics)) in (0..).zip(instances).zip(parts) {
             let source = wiring
                 .transport
@@ -304,7 +324,8 @@ impl FunctionRunner {
     /// Initialises an instance of `plugin` per instance, then leaves each one to be switched
     /// to at its instance's next message boundary. Nothing changes if any init fails.
     pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
-        let services: Vec<Services> = self.controls.iter().map(|control| services_of(control, &self.secrets)).collect();
+        let services: Vec<Services> =
+            self.controls.iter().map(|control| services_of(control, &self.secrets, &self.shared.log)).collect();
         let instances = instantiate_all(&self.shared.spec, &plugin, &services)?;
         for (control, instance) in self.controls.iter().zip(instances) {
             // A swap the instance had not taken yet is superseded by this one.
@@ -330,7 +351,12 @@ impl FunctionRunner {
             if *lock(&control.stats.version) != from {
                 continue;
             }
-            match instantiate(&self.shared.spec, &previous, control.id, &services_of(control, &self.secrets)) {
+            match instantiate(
+                &self.shared.spec,
+                &previous,
+                control.id,
+                &services_of(control, &self.secrets, &self.shared.log),
+            ) {
                 Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
                 Err(error) => {
                     tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")

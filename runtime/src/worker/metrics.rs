@@ -73,6 +73,10 @@ impl FunctionShared {
                 count,
             );
         }
+        if spec.log_topic.is_some() {
+            let help = "Log events of the function not published to its log topic (buffer full or publish failed)";
+            exposition.sample("pfn_log_events_dropped_total", help, Kind::Counter, &labels, self.log.dropped());
+        }
         self.store.ops().expose(exposition, &labels);
         for control in lock(&self.instances).iter() {
             control.stats.metrics.expose(exposition, now);
