@@ -34,7 +34,7 @@ package_version() {
 }
 
 say "building example plugins and fixtures"
-examples=(exclamation order-summary)
+examples=(exclamation order-summary word-count etl enrich filter router threshold-alert)
 fixtures=(panicky manual-ack stateful broken-layout)
 args=()
 for p in "${examples[@]}" "${fixtures[@]}"; do args+=(-p "$p"); done

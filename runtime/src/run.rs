@@ -27,6 +27,7 @@ use crate::{
     secrets::{SecretError, Secrets, WorkerSecrets},
     state::{StateError, StateSlot, StateStore},
     sync::lock,
+    telemetry::{InstanceLabels, InstanceMetrics},
     verify::VerifyError,
     vocabulary::FailureKind,
 };
@@ -157,8 +158,17 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
     let slot = Arc::new(StateSlot::new(state.store.function(&identity.fqfn())));
     let worker_secrets = options.secrets_file.as_deref().map(WorkerSecrets::read).transpose()?;
     let secrets = Secrets::resolve(&options.secrets, worker_secrets.as_ref(), |name| std::env::var(name).ok())?;
-    let services =
-        Services { state: Some(Arc::clone(&slot)), metrics: None, secrets: Some(secrets.shared()), log: None };
+    // Metrics are recorded, so that functions that record them run as they would on a worker;
+    // `pfn run` serves no scrape.
+    let labels = InstanceLabels {
+        tenant: identity.tenant.clone(),
+        namespace: identity.namespace.clone(),
+        name: identity.name.clone(),
+        instance_id: 0,
+        cluster: "local".to_owned(),
+    };
+    let metrics = Some(Arc::new(InstanceMetrics::new(labels)));
+    let services = Services { state: Some(Arc::clone(&slot)), metrics, secrets: Some(secrets.shared()), log: None };
     let mut instance = plugin.instantiate(identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())

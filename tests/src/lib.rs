@@ -10,6 +10,8 @@
 //! - `broker`: pulsar-lite as a child process (`TestBroker`), installed by `scripts/setup.sh`.
 //! - `pulsar_client`: a blocking producer and consumer, as an external application.
 //! - `pulsar_functions`: specs, inputs and tallies for functions on Pulsar.
+//! - `use_case`: an example plugin over its sample input, by `pfn run` and by workers on both
+//!   transports.
 //! - `relay`: the relay the stock `pulsar` crate talks to pulsar-lite through, with fault
 //!   injection; `relay/frame.rs` holds the frame rewrite. docs/TESTING.md says why.
 
@@ -21,4 +23,5 @@ pub mod pulsar_client;
 pub mod pulsar_functions;
 pub mod relay;
 pub mod tls;
+pub mod use_case;
 pub mod worker;
