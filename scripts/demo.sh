@@ -24,16 +24,36 @@ cat "$work/summaries.jsonl"
 say "$work/summaries.dead-letter.jsonl:"
 cat "$work/summaries.dead-letter.jsonl"
 
-say "pfn worker: exclamation on embedded topics, fed and read from outside"
+say "pfn worker: exclamation, router and threshold-alert on embedded topics, fed and read from outside"
 worker_dir="$work/worker"
 rm -rf "$worker_dir" && mkdir -p "$worker_dir/plugins" "$worker_dir/functions"
-cp "$PLUGINS_OUT"/libexclamation.* "$worker_dir/plugins/"
+for plugin in exclamation router threshold_alert; do
+    cp "$PLUGINS_OUT"/lib$plugin.* "$worker_dir/plugins/"
+done
 cat > "$worker_dir/functions/shout.toml" <<'SPEC'
 name = "shout"
 plugin = "exclamation"
 inputs = ["words"]
 output = "shouts"
 parallelism = 2
+SPEC
+cat > "$worker_dir/functions/router.toml" <<'SPEC'
+name = "router"
+plugin = "router"
+inputs = ["events"]
+[user_config]
+default_topic = "other"
+routes = [{ field = "type", equals = "payment", topic = "payments" },
+          { field = "type", equals = "refund", topic = "refunds" }]
+SPEC
+cat > "$worker_dir/functions/alert.toml" <<'SPEC'
+name = "alert"
+plugin = "threshold-alert"
+inputs = ["temperatures"]
+output = "alerts"
+[user_config]
+threshold = 30
+window_ms = 60000
 SPEC
 export PFN_WORKER="$worker_dir/worker.sock"
 "$PFN" worker --plugins-dir "$worker_dir/plugins" --functions "$worker_dir/functions" \
@@ -47,6 +67,22 @@ say "pfn functions trigger public/default/shout --value hello"
 printf 'stream\nfunctions\nin\nrust\n' | "$PFN" topics produce words
 say "pfn topics consume shouts -s demo --count 4"
 "$PFN" topics consume shouts -s demo --count 4
+
+for topic in payments refunds other router-DLQ; do "$PFN" topics create-subscription "$topic" -s demo; done
+say "router over examples/events.jsonl: each event published to the topic its type picks"
+"$PFN" topics produce events --input-format json < "$ROOT/examples/events.jsonl"
+for topic in payments refunds other router-DLQ; do
+    say "pfn topics consume $topic -s demo"
+    "$PFN" topics consume "$topic" -s demo --idle-timeout-ms 1000
+done
+
+"$PFN" topics create-subscription alerts -s demo
+say "threshold-alert over examples/temperatures.jsonl (threshold 30, one-minute average per sensor)"
+"$PFN" topics produce temperatures --input-format json < "$ROOT/examples/temperatures.jsonl"
+say "pfn topics consume alerts -s demo: one alert per crossing, not one per reading above"
+"$PFN" topics consume alerts -s demo --idle-timeout-ms 1000
+say "pfn functions querystate public/default/alert --key window/s1"
+"$PFN" functions querystate public/default/alert --key window/s1
 kill -TERM "$worker_pid"
 wait "$worker_pid"
 trap - EXIT
