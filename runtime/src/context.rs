@@ -136,8 +136,9 @@ pub struct InstanceHost {
     in_call: AtomicBool,
     /// Set when the function acknowledges the input it is processing (`manual` guarantees).
     input_acked: AtomicBool,
-    /// What the call in progress published.
+    /// What the call in progress published, and whether it published at all.
     published: Mutex<Vec<Publication>>,
+    has_published: AtomicBool,
 }
 
 /// Extends a borrow of a string owned by an `InstanceHost` to `'static`.
@@ -181,6 +182,7 @@ impl InstanceHost {
             in_call: AtomicBool::new(false),
             input_acked: AtomicBool::new(false),
             published: Mutex::default(),
+            has_published: AtomicBool::new(false),
         }
     }
 
@@ -207,10 +209,15 @@ impl InstanceHost {
         if let Some(state) = &self.services.state {
             state.end_call(succeeded);
         }
-        let mut kept = lock(&self.published);
-        let published = if succeeded { std::mem::take(&mut *kept) } else { Vec::new() };
-        kept.clear();
-        drop(kept);
+        // Most calls publish nothing: leave the lock alone then.
+        let published = if self.has_published.swap(false, Ordering::Relaxed) {
+            let mut kept = lock(&self.published);
+            let published = if succeeded { std::mem::take(&mut *kept) } else { Vec::new() };
+            kept.clear();
+            published
+        } else {
+            Vec::new()
+        };
         Effects { acked: self.input_acked.swap(false, Ordering::Relaxed), published }
     }
 
@@ -223,6 +230,7 @@ impl InstanceHost {
             return Err(PublishRefused::TopicName { topic: publication.topic, reason });
         }
         lock(&self.published).push(publication);
+        self.has_published.store(true, Ordering::Relaxed);
         Ok(())
     }
 
