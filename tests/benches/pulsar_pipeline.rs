@@ -15,6 +15,12 @@
 //! - **python**: `scripts/bench-pulsar.py` on the venv of `scripts/setup.sh`, connected to the
 //!   broker directly (the C++ client reads pulsar-lite's frames; only the stock Rust crate
 //!   needs the relay).
+//! - **pfn-unbatched**, only when asked for: the same worker with the spec's `producer_config`
+//!   turning batching (and compression) off: the producer pfn had before Pulsar Functions'
+//!   defaults.
+//! - **pfn-router**, only when asked for: the `router` plugin instead of `exclamation`, over JSON
+//!   inputs of the same size (`{"route":"rN","m":"<numbered payload>"}`) that it publishes through
+//!   `ctx.publish` to four topics `<output>-r0` … `<output>-r3` by their `route`.
 //! - **rust-batch**, only when asked for: the Rust loop shaped like the worker's instance loop
 //!   (take up to 512 inputs, send all, wait for every receipt, acknowledge all, receive again),
 //!   to tell what that shape costs from what the rest of the worker costs.
@@ -37,7 +43,9 @@
 //! `cargo bench -p pfn-tests --bench pulsar_pipeline`; without `--bench` (`cargo test --benches`)
 //! it does one short round as a smoke test. `PULSAR_BENCH_MESSAGES` (default 100,000),
 //! `PULSAR_BENCH_ROUNDS` (default 3) and `PULSAR_BENCH_ONLY` (comma-separated `pfn`, `rust`,
-//! `python`, `rust-batch`; default the first three, in that order) change the plan;
+//! `python`, `pfn-unbatched`, `pfn-router`, `rust-batch`; default the first three, in that
+//! order) change the plan; `PULSAR_BENCH_PRELOAD_BATCH=N` pre-loads the inputs in batched
+//! entries of N messages, as clients' default batching makes them (default: one per entry);
 //! `PULSAR_BENCH_BATCH` sets the batch of `rust-batch` (default 512, the worker's);
 //! `PULSAR_BENCH_PERF=DIR` records each Rust contender from its first input with
 //! `perf record --call-graph dwarf` into `DIR` (this slows them: not for the numbers).
@@ -94,6 +102,7 @@ fn main() {
     let python = python_venv();
     let script = workspace_root().join("scripts/bench-pulsar.py");
     let exclamation = plugin("exclamation");
+    let router = plugin("router");
     // Says to run scripts/build-plugins.sh when the release binary is missing.
     let _ = pfn_bin();
     if !python.is_file() {
@@ -106,14 +115,16 @@ fn main() {
     let tools_relay = Relay::start(broker.addr()).expect("tools relay");
     let tools = PulsarPeer::connect(&tools_relay.url());
     eprintln!(
-        "pulsar pipeline: {} messages of {PAYLOAD} B, {} round(s) of {:?}; broker {} (pid {broker_pid:?}); load {}",
+        "pulsar pipeline: {} messages of {PAYLOAD} B ({} per entry), {} round(s) of {:?}; broker {} (pid {broker_pid:?}); \
+         load {}",
         plan.messages,
+        plan.preload_batch.unwrap_or(1),
         plan.rounds,
         plan.contenders,
         broker.addr(),
         loadavg()
     );
-    let bench = Bench { plan: &plan, broker: &broker, broker_pid, tools: &tools, exclamation, python, script };
+    let bench = Bench { plan: &plan, broker: &broker, broker_pid, tools: &tools, exclamation, router, python, script };
     let mut runs = Vec::new();
     for round in 1..=plan.rounds {
         for &contender in &plan.contenders {
@@ -131,6 +142,10 @@ enum Contender {
     Pfn,
     Rust,
     Python,
+    /// The worker with batching off (not run unless asked for).
+    PfnUnbatched,
+    /// The worker running the router over JSON inputs (not run unless asked for).
+    PfnRouter,
     /// The Rust loop shaped like the worker's instance loop (not run unless asked for).
     RustBatch,
 }
@@ -141,6 +156,8 @@ impl Contender {
             Self::Pfn => "pfn",
             Self::Rust => "rust",
             Self::Python => "python",
+            Self::PfnUnbatched => "pfn-unbatched",
+            Self::PfnRouter => "pfn-router",
             Self::RustBatch => "rust-batch",
         }
     }
@@ -152,6 +169,8 @@ struct Plan {
     messages: usize,
     rounds: usize,
     contenders: Vec<Contender>,
+    /// Messages per entry when pre-loading in batches; `None`: one per entry.
+    preload_batch: Option<u32>,
     /// Where `perf record` data goes, when asked for.
     perf: Option<PathBuf>,
 }
@@ -169,10 +188,13 @@ impl Plan {
                         "pfn" => Contender::Pfn,
                         "rust" => Contender::Rust,
                         "python" => Contender::Python,
+                        "pfn-unbatched" => Contender::PfnUnbatched,
+                        "pfn-router" => Contender::PfnRouter,
                         "rust-batch" => Contender::RustBatch,
-                        other => {
-                            panic!("PULSAR_BENCH_ONLY: unknown contender {other:?} (pfn, rust, python, rust-batch)")
-                        }
+                        other => panic!(
+                            "PULSAR_BENCH_ONLY: unknown contender {other:?} \
+                             (pfn, rust, python, pfn-unbatched, pfn-router, rust-batch)"
+                        ),
                     })
                     .collect()
             },
@@ -181,6 +203,9 @@ impl Plan {
             messages: number("PULSAR_BENCH_MESSAGES", if full { 100_000 } else { 2_000 }),
             rounds: number("PULSAR_BENCH_ROUNDS", if full { 3 } else { 1 }),
             contenders,
+            preload_batch: env::var("PULSAR_BENCH_PRELOAD_BATCH")
+                .ok()
+                .map(|v| v.parse().unwrap_or_else(|_| panic!("PULSAR_BENCH_PRELOAD_BATCH={v} is not a number"))),
             perf: env::var_os("PULSAR_BENCH_PERF").map(PathBuf::from),
         }
     }
@@ -193,6 +218,7 @@ struct Bench<'a> {
     broker_pid: Option<u32>,
     tools: &'a PulsarPeer,
     exclamation: PathBuf,
+    router: PathBuf,
     python: PathBuf,
     script: PathBuf,
 }
@@ -361,17 +387,24 @@ impl Bench<'_> {
         let input = unique_topic(&format!("bench-{}-in", contender.name()));
         let output = unique_topic(&format!("bench-{}-out", contender.name()));
         let started = Instant::now();
-        self.tools
-            .produce(&input, (0..messages).map(|i| Outgoing { payload: numbered_payload(i), ..Outgoing::default() }));
+        let payload = if contender == Contender::PfnRouter { routed_payload } else { numbered_payload };
+        let inputs = (0..messages).map(|i| Outgoing { payload: payload(i), ..Outgoing::default() });
+        self.tools.produce_in_batches(&input, inputs, self.plan.preload_batch);
         let preload = started.elapsed();
 
         let measured = match contender {
-            Contender::Pfn => self.run_pfn(&input, &output, round),
+            Contender::Pfn | Contender::PfnUnbatched | Contender::PfnRouter => {
+                self.run_pfn(&input, &output, round, contender)
+            }
             Contender::Rust => self.run_rust(&input, &output, round, "pipelined"),
             Contender::RustBatch => self.run_rust(&input, &output, round, "batched"),
             Contender::Python => self.run_python(&input, &output),
         };
-        verify(self.tools, &output, messages, contender);
+        if contender == Contender::PfnRouter {
+            verify_routed(self.tools, &output, messages);
+        } else {
+            verify(self.tools, &output, messages, contender);
+        }
         let Measured { spawned, start, end, own } = measured;
         let ticks = |from: u64, to: u64| Duration::from_secs_f64(to.saturating_sub(from) as f64 / TICKS_PER_SECOND);
         // The window as this process saw it; the Python loop's own is the one it reports (it
@@ -410,20 +443,43 @@ impl Bench<'_> {
         }
     }
 
-    fn run_pfn(&self, input: &str, output: &str, round: usize) -> Measured {
+    fn run_pfn(&self, input: &str, output: &str, round: usize, contender: Contender) -> Measured {
         let relay = Relay::start(self.broker.addr()).expect("relay");
         let scratch = tempfile::Builder::new().prefix("pfn-pulsar-bench-").tempdir().expect("scratch dir");
         let dirs = WorkerDirs::create(scratch.path());
         let (plugins, functions, state) = (&dirs.plugins, &dirs.functions, &dirs.state);
+        let (library, spec) = match contender {
+            Contender::PfnRouter => {
+                let routes: Vec<String> = (0..ROUTES)
+                    .map(|r| format!("{{ field = \"route\", equals = \"r{r}\", topic = \"{output}-r{r}\" }}"))
+                    .collect();
+                let spec = format!(
+                    "name = \"route\"\nplugin = \"router\"\ninputs = [\"{input}\"]\nsubscription_position = \"earliest\"\n\
+                     [user_config]\ndefault_topic = \"{output}-other\"\nroutes = [{}]\n",
+                    routes.join(", ")
+                );
+                (&self.router, spec)
+            }
+            _ => {
+                let unbatched = if contender == Contender::PfnUnbatched {
+                    "[producer_config]\nbatching = false\ncompression_type = \"NONE\"\n"
+                } else {
+                    ""
+                };
+                let spec = format!(
+                    "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
+                     subscription_position = \"earliest\"\n{unbatched}"
+                );
+                (&self.exclamation, spec)
+            }
+        };
         // The library and the manifest `scripts/build-plugins.sh` pinned it with.
-        let manifest = self.exclamation.with_file_name("libexclamation.pfn.toml");
-        fs::copy(&manifest, plugins.join("libexclamation.pfn.toml")).expect("copy the manifest");
-        fs::copy(&self.exclamation, plugins.join("libexclamation.so")).expect("copy the plugin");
-        let spec = format!(
-            "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
-             subscription_position = \"earliest\"\n"
-        );
-        fs::write(functions.join("shout.toml"), spec).expect("write the spec");
+        let file = library.file_name().expect("a library file name");
+        let manifest = library.with_extension("pfn.toml");
+        let manifest_name = manifest.file_name().expect("a manifest file name");
+        fs::copy(&manifest, plugins.join(manifest_name)).expect("copy the manifest");
+        fs::copy(library, plugins.join(file)).expect("copy the plugin");
+        fs::write(functions.join("function.toml"), spec).expect("write the spec");
         let log = scratch.path().join("worker.log");
         let spawned = Instant::now();
         let mut worker = dirs
@@ -565,6 +621,50 @@ fn verify(tools: &PulsarPeer, output: &str, messages: usize, contender: Contende
     assert!(missing == 0, "{}: {missing} of {messages} inputs have no output ({read} outputs read)", contender.name());
     if duplicated > 0 {
         eprintln!("  {}: {duplicated} inputs have more than one output (at-least-once)", contender.name());
+    }
+}
+
+/// The topics the router contender routes to.
+const ROUTES: usize = 4;
+
+/// Input `i` of the router contender: a JSON object of [`PAYLOAD`] bytes naming its route
+/// (`r0` … `r3`) and carrying the numbered payload, shortened to fit.
+fn routed_payload(i: usize) -> Vec<u8> {
+    let head = format!("{{\"route\":\"r{}\",\"m\":\"", i % ROUTES);
+    let mut numbered = numbered_payload(i);
+    numbered.truncate(PAYLOAD - head.len() - 2);
+    let mut payload = head.into_bytes();
+    payload.extend(numbered);
+    payload.extend(b"\"}");
+    payload
+}
+
+/// Reads the routed topics back: every input once, on the topic of its route. Panics otherwise.
+fn verify_routed(tools: &PulsarPeer, output: &str, messages: usize) {
+    let mut seen = vec![0_u32; messages];
+    for route in 0..ROUTES {
+        let topic = format!("{output}-r{route}");
+        let mut reader = tools.subscribe(&topic, "verify");
+        let expected = (0..messages).filter(|i| i % ROUTES == route).count();
+        let mut routed = reader.receive(expected, VERIFY_IDLE);
+        routed.extend(reader.receive(1, Duration::from_millis(500)));
+        for message in routed {
+            let text = message.text();
+            let number: usize = text
+                .split("\"m\":\"m")
+                .nth(1)
+                .and_then(|rest| rest.get(..8))
+                .and_then(|digits| digits.parse().ok())
+                .unwrap_or_else(|| panic!("no number in {text:?}"));
+            assert_eq!(number % ROUTES, route, "input {number} on {topic}");
+            seen[number] += 1;
+        }
+    }
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    assert!(missing == 0, "pfn-router: {missing} of {messages} inputs were not routed");
+    let duplicated = seen.iter().filter(|&&n| n > 1).count();
+    if duplicated > 0 {
+        eprintln!("  pfn-router: {duplicated} inputs were routed more than once (at-least-once)");
     }
 }
 
@@ -868,6 +968,24 @@ fn report(plan: &Plan, runs: &[Run]) {
         );
     }
     let pair = |round: usize, contender: Contender| runs.iter().find(|r| r.round == round && r.contender == contender);
+    let broker_per_message = |run: &Run| run.broker_cpu.map_or(f64::NAN, |cpu| micros_per_message(cpu, run.messages));
+    let against: Vec<(usize, f64, f64, f64)> = (1..=plan.rounds)
+        .filter_map(|round| {
+            let (pfn, unbatched) = (pair(round, Contender::Pfn)?, pair(round, Contender::PfnUnbatched)?);
+            Some((round, pfn.rate() / unbatched.rate(), broker_per_message(pfn), broker_per_message(unbatched)))
+        })
+        .collect();
+    if !against.is_empty() {
+        let _ =
+            writeln!(out, "\n| round | pfn (batching) / pfn-unbatched msg/s | broker µs/msg: batching / unbatched |");
+        let _ = writeln!(out, "|---|---|---|");
+        for (round, rate, batched, unbatched) in &against {
+            let _ = writeln!(out, "| {round} | {:.2}× | {batched:.1} / {unbatched:.1} |", rate);
+        }
+        let (_, rate, _) = spread(against.iter().map(|r| r.1).collect(), true);
+        let verdict = if rate >= 1.5 { "met" } else { "missed" };
+        let _ = writeln!(out, "\nmedian pfn (batching) / pfn-unbatched: {rate:.2}× (goal ≥ 1.5×: {verdict})");
+    }
     let ratios: Vec<(usize, f64, f64)> = (1..=plan.rounds)
         .filter_map(|round| {
             let (pfn, rust) = (pair(round, Contender::Pfn)?, pair(round, Contender::Rust)?);
