@@ -29,9 +29,8 @@ use pfn::{
         transport::{Message, SubscriptionType},
     },
     verify::Manifest,
-    worker::{Backoff, WorkerOptions},
 };
-use support::{install, require, start_worker, target_dir};
+use support::{bench_options, install, require, start_worker, target_dir};
 
 const INPUT: &str = "routing-in";
 const OUTPUT: &str = "routing-out";
@@ -122,18 +121,7 @@ fn run(root: &Path, setup: Setup, messages: u64) -> f64 {
     }
     drop(inputs);
 
-    let options = WorkerOptions {
-        plugins_dir: plugins,
-        functions_dir: functions,
-        rollback_after: 0,
-        watch_interval: Duration::from_millis(250),
-        grace_period: Duration::from_secs(10),
-        nack_backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(10) },
-        state_store: root.join("state.redb"),
-        cluster: "bench".into(),
-        timing: false,
-        secrets_file: None,
-    };
+    let options = bench_options(plugins, functions, root.join("state.redb"), Duration::from_millis(250), false);
     let started = Instant::now();
     let (handle, thread) = start_worker(options, &root.join("cache"), &broker);
     let acked = || broker.counts(INPUT).subscriptions.first().map_or(0, |(_, counts)| counts.acked);

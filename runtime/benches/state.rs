@@ -26,9 +26,8 @@ use std::{
 use pfn::{
     io::{embedded::EmbeddedBroker, transport::Message},
     state::{StateSlot, StateStore},
-    worker::{Backoff, WorkerOptions},
 };
-use support::{install, require, start_worker, target_dir};
+use support::{bench_options, install, require, start_worker, target_dir};
 
 const INPUT: &str = "in";
 const FQFN: &str = "public/default/count";
@@ -87,18 +86,7 @@ fn durable_increments(root: &Path, stateful: &Path, instances: u32, counters: u6
         }
     }
 
-    let options = WorkerOptions {
-        plugins_dir: plugins,
-        functions_dir: functions,
-        rollback_after: 0,
-        watch_interval: Duration::from_millis(100),
-        grace_period: Duration::from_secs(10),
-        nack_backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(10) },
-        state_store: root.join("state.redb"),
-        cluster: "bench".into(),
-        timing: false,
-        secrets_file: None,
-    };
+    let options = bench_options(plugins, functions, root.join("state.redb"), Duration::from_millis(100), false);
     let (handle, thread) = start_worker(options, &cache, &broker);
     let acked = || broker.counts(INPUT).subscriptions.first().map_or(0, |(_, counts)| counts.acked);
     let deadline = Instant::now() + Duration::from_secs(300);

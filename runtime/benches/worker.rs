@@ -55,9 +55,9 @@ use pfn::{
     loader::{Loader, Pin, PluginCache},
     telemetry::{Count, MetricsServer},
     verify::{Manifest, Sha256Digest},
-    worker::{Backoff, WorkerHandle, WorkerOptions, WorkerSummary},
+    worker::{WorkerHandle, WorkerOptions, WorkerSummary},
 };
-use support::{install, require, start_worker, target_dir};
+use support::{bench_options, install, require, start_worker, target_dir};
 
 /// The size of every input message, in bytes.
 const PAYLOAD: usize = 64;
@@ -161,18 +161,8 @@ impl Dirs {
     /// Worker options for these directories, scanning the plugins directory every
     /// `watch_interval`.
     fn options(&self, watch_interval: Duration, timing: bool) -> WorkerOptions {
-        WorkerOptions {
-            plugins_dir: self.plugins.clone(),
-            functions_dir: self.functions.clone(),
-            rollback_after: 0,
-            watch_interval,
-            grace_period: Duration::from_secs(10),
-            nack_backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(10) },
-            state_store: self.functions.with_file_name("state.redb"),
-            cluster: "bench".into(),
-            timing,
-            secrets_file: None,
-        }
+        let state_store = self.functions.with_file_name("state.redb");
+        bench_options(self.plugins.clone(), self.functions.clone(), state_store, watch_interval, timing)
     }
 }
 

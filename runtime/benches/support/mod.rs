@@ -6,13 +6,14 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
     thread::JoinHandle,
+    time::Duration,
 };
 
 use pfn::{
     io::embedded::EmbeddedBroker,
     loader::{Loader, PluginCache},
     verify::{Manifest, Sha256Digest},
-    worker::{Topics, Worker, WorkerHandle, WorkerOptions, WorkerSummary},
+    worker::{Backoff, Topics, Worker, WorkerHandle, WorkerOptions, WorkerSummary},
 };
 
 /// The target directory `scripts/build-plugins.sh` built into.
@@ -44,6 +45,29 @@ fn write_manifest(bytes: &[u8], library: &Path, name: &str, version: &str) {
     let manifest =
         Manifest { name: name.to_owned(), version: version.to_owned(), sha256: Sha256Digest::of(bytes).to_string() };
     manifest.write_for(library).unwrap_or_else(|e| panic!("cannot write the manifest of {}: {e}", library.display()));
+}
+
+/// The options of a bench's worker: its plugins and functions directories, its state store,
+/// how often it scans the plugins directory, and whether calls are timed for the metrics.
+pub fn bench_options(
+    plugins: PathBuf,
+    functions: PathBuf,
+    state_store: PathBuf,
+    watch_interval: Duration,
+    timing: bool,
+) -> WorkerOptions {
+    WorkerOptions {
+        plugins_dir: plugins,
+        functions_dir: functions,
+        rollback_after: 0,
+        watch_interval,
+        grace_period: Duration::from_secs(10),
+        nack_backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(10) },
+        state_store,
+        cluster: "bench".into(),
+        timing,
+        secrets_file: None,
+    }
 }
 
 /// Starts a worker on its own thread.
