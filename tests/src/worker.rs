@@ -218,6 +218,25 @@ impl RunningWorker {
     }
 }
 
+impl RunningWorker {
+    /// Sends SIGTERM and waits up to `limit` for the worker to exit: its status and log, or
+    /// `None` when it is still running then (it is killed when dropped).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<(ExitStatus, String)> {
+        let child = self.child.as_mut().expect("worker running");
+        let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(signalled.success());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("the worker's status") {
+                self.child = None;
+                return Some((status, self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 impl Drop for RunningWorker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -2,7 +2,10 @@
 
 use std::{
     io::{BufRead, BufReader, BufWriter, Write},
-    os::unix::net::{UnixListener, UnixStream},
+    os::{
+        fd::AsRawFd,
+        unix::net::{UnixListener, UnixStream},
+    },
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -39,6 +42,8 @@ pub enum EndpointError {
 #[derive(Debug)]
 pub struct Endpoint {
     path: PathBuf,
+    /// The listening socket, shut down to wake the acceptor (which holds a clone of it).
+    listener: UnixListener,
     stopping: Arc<AtomicBool>,
     sessions: Arc<AtomicUsize>,
     acceptor: Option<JoinHandle<()>>,
@@ -58,25 +63,32 @@ impl Endpoint {
             std::fs::create_dir_all(parent).map_err(|source| EndpointError::Bind { path: path.into(), source })?;
         }
         let listener = UnixListener::bind(path).map_err(|source| EndpointError::Bind { path: path.into(), source })?;
+        let accepting = listener.try_clone().map_err(|source| EndpointError::Bind { path: path.into(), source })?;
         let stopping = Arc::new(AtomicBool::new(false));
         let sessions = Arc::new(AtomicUsize::new(0));
         let acceptor = {
             let (stopping, sessions) = (Arc::clone(&stopping), Arc::clone(&sessions));
             std::thread::Builder::new()
                 .name("pfn-endpoint".into())
-                .spawn(move || accept(listener, worker, stopping, sessions))
+                .spawn(move || accept(accepting, worker, stopping, sessions))
                 .map_err(|source| EndpointError::Bind { path: path.into(), source })?
         };
         tracing::info!(socket = %path.display(), "local endpoint listening");
-        Ok(Self { path: path.into(), stopping, sessions, acceptor: Some(acceptor) })
+        Ok(Self { path: path.into(), listener, stopping, sessions, acceptor: Some(acceptor) })
     }
 
     /// Stops accepting, waits until `deadline` for open sessions to end, removes the socket.
     /// Returns how many sessions were still open.
     pub fn stop(mut self, deadline: Instant) -> usize {
         self.stopping.store(true, Ordering::Release);
-        // Wake the acceptor with a connection of our own.
-        let _ = UnixStream::connect(&self.path);
+        // Wake the acceptor by shutting the listening socket down: this works whatever became
+        // of the socket file (a cleaner may have removed it, so connecting to it may not).
+        // SAFETY: `shutdown` on a descriptor this struct owns, open until it is dropped.
+        let shut = unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        if shut != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot shut the endpoint's socket down");
+            let _ = UnixStream::connect(&self.path);
+        }
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
@@ -97,6 +109,8 @@ fn accept(listener: UnixListener, worker: WorkerHandle, stopping: Arc<AtomicBool
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%error, "endpoint accept failed");
+                // Not a busy loop on a socket that keeps failing.
+                std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
