@@ -16,6 +16,7 @@
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
 //! - [`worker`]: `pfn worker`, every function of a directory on embedded topics or Pulsar, with
 //!   hot reload.
+//! - [`http_server`]: an HTTP server on a thread of its own (metrics, admin API).
 //! - [`telemetry`]: counts, latencies and user metrics, and the Prometheus endpoint.
 //! - [`sync`]: locking and wake-up helpers for the worker's threads.
 //! - [`resources`]: what the process has used (peak memory).
@@ -27,6 +28,7 @@ pub mod config;
 pub mod context;
 pub mod endpoint;
 pub mod execute;
+pub mod http_server;
 pub mod instance;
 pub mod io;
 pub mod loader;
