@@ -59,6 +59,11 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// Whether the key asked for has no value.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NoKey { .. })
+    }
+
     /// Whether the caller asked for something wrong, rather than the store failing.
     pub fn is_invalid_argument(&self) -> bool {
         matches!(

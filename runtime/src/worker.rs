@@ -6,6 +6,7 @@
 //! module's coordinator thread starts functions, scans the plugins directory, and handles
 //! rollbacks and shutdown. Status and triggers are served through a [`WorkerHandle`].
 
+mod admin_view;
 mod commits;
 mod control;
 mod delete;

@@ -18,7 +18,9 @@ use signal_hook::{
 };
 
 use crate::{
+    admin::{self, AdminServerError, AdminState},
     endpoint::{default_socket, server::Endpoint},
+    http_server::HttpServer,
     io::{
         embedded::EmbeddedBroker,
         pulsar::{ConnectError, PulsarSettings, PulsarTransport},
@@ -77,39 +79,84 @@ pub struct WorkerArgs {
     pub pulsar_io_threads: u16,
     /// Where `GET /metrics` is served in the Prometheus text format (`HOST:PORT`, port 0 for any
     /// free one), or `off` [default: 127.0.0.1:9094, skipped with a warning when taken]
-    #[arg(long, env = "PFN_METRICS_ADDR", value_parser = parse_metrics_addr)]
-    pub metrics_addr: Option<MetricsAddr>,
+    #[arg(long, env = "PFN_METRICS_ADDR", value_parser = parse_listen_addr)]
+    pub metrics_addr: Option<ListenAddr>,
     /// The cluster name the metrics carry, as Pulsar Functions label theirs.
     #[arg(long, env = "PFN_CLUSTER", default_value = "standalone")]
     pub cluster: String,
     /// A TOML file of `name = "value"` secrets, for spec references `worker:NAME`.
     #[arg(long, env = "PFN_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// Where the admin REST API (`/admin/v3/functions`) is served (`HOST:PORT`, port 0 for any
+    /// free one), or `off` [default: 127.0.0.1:6750, skipped with a warning when taken]
+    #[arg(long, env = "PFN_ADMIN_ADDR", value_parser = parse_listen_addr)]
+    pub admin_addr: Option<ListenAddr>,
+    /// The bearer token every admin request but `GET /admin/v3/worker/health` must carry;
+    /// required to serve the admin API on an address other than loopback.
+    #[arg(long, env = "PFN_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (its first line).
+    #[arg(long, env = "PFN_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// The admin API's address when none is given (Pulsar's function worker uses 6750 too).
+const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6750);
+
+/// The admin token given on the command line, in the environment or in a file.
+fn admin_token(args: &WorkerArgs) -> anyhow::Result<Option<Arc<str>>> {
+    if let Some(token) = &args.admin_token {
+        return Ok(Some(Arc::from(token.as_str())));
+    }
+    let Some(path) = &args.admin_token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.lines().next().map(str::trim).filter(|token| !token.is_empty());
+    let token = token.with_context(|| format!("the admin token file {} is empty", path.display()))?;
+    Ok(Some(Arc::from(token)))
+}
+
+/// Starts the admin API as asked. As for metrics, a taken default address is skipped with a
+/// warning; a non-loopback address without a token is refused.
+fn start_admin(asked: Option<ListenAddr>, state: AdminState) -> anyhow::Result<Option<HttpServer>> {
+    let addr = match asked {
+        Some(ListenAddr::Off) => return Ok(None),
+        Some(ListenAddr::At(addr)) => addr,
+        None => DEFAULT_ADMIN_ADDR,
+    };
+    match admin::serve(addr, state) {
+        Ok(server) => Ok(Some(server)),
+        Err(AdminServerError::Server(error)) if asked.is_none() && error.addr_in_use() => {
+            tracing::warn!(%error, "no admin API: pass --admin-addr to choose another address");
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The metrics endpoint's address when none is given.
 const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9094);
 
-/// Where the metrics endpoint goes.
+/// Where a server of the worker listens (the metrics endpoint, the admin API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsAddr {
+pub enum ListenAddr {
     Off,
     At(SocketAddr),
 }
 
-fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     if text == "off" {
-        return Ok(MetricsAddr::Off);
+        return Ok(ListenAddr::Off);
     }
-    text.parse().map(MetricsAddr::At).map_err(|error| format!("`{text}` is neither HOST:PORT nor off: {error}"))
+    text.parse().map(ListenAddr::At).map_err(|error| format!("`{text}` is neither HOST:PORT nor off: {error}"))
 }
 
 /// Starts the metrics endpoint as asked. The default address may be taken (another worker on
 /// this machine): then the worker runs without one, and says so.
-fn start_metrics(asked: Option<MetricsAddr>, handle: &WorkerHandle) -> anyhow::Result<Option<MetricsServer>> {
+fn start_metrics(asked: Option<ListenAddr>, handle: &WorkerHandle) -> anyhow::Result<Option<MetricsServer>> {
     let addr = match asked {
-        Some(MetricsAddr::Off) => return Ok(None),
-        Some(MetricsAddr::At(addr)) => addr,
+        Some(ListenAddr::Off) => return Ok(None),
+        Some(ListenAddr::At(addr)) => addr,
         None => DEFAULT_METRICS_ADDR,
     };
     let handle = handle.clone();
@@ -128,6 +175,14 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let grace_period = Duration::from_millis(args.grace_period_ms);
+    let token = admin_token(&args)?;
+    // Refused before anything starts, not after connecting to Pulsar.
+    if let Some(ListenAddr::At(addr)) = args.admin_addr
+        && !addr.ip().is_loopback()
+        && token.is_none()
+    {
+        return Err(AdminServerError::NoToken { addr }.into());
+    }
     let options = WorkerOptions {
         plugins_dir: args.plugins_dir,
         functions_dir: args.functions,
@@ -140,7 +195,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
         },
         state_store: state_dir.join("state.redb"),
         cluster: args.cluster.clone(),
-        timing: args.metrics_addr != Some(MetricsAddr::Off),
+        timing: args.metrics_addr != Some(ListenAddr::Off),
         secrets_file: args.secrets_file.clone(),
     };
     // Signals first: a worker still waiting for its broker stops on SIGTERM too.
@@ -189,6 +244,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
     let worker = Worker::new(options, loader, EmbeddedBroker::new(), topics)?;
     let handle = worker.handle();
     let metrics = start_metrics(args.metrics_addr, &handle)?;
+    let admin = start_admin(args.admin_addr, AdminState { worker: handle.clone(), token })?;
     let socket = args.socket.unwrap_or_else(|| default_socket(&state_dir));
     let endpoint = Endpoint::start(&socket, handle.clone())?;
     *lock(&running) = Some(handle.clone());
@@ -197,6 +253,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
     }
 
     let summary = worker.run();
+    drop(admin);
     drop(metrics);
     let open_sessions = endpoint.stop(Instant::now() + grace_period);
     signals_handle.close();

@@ -2,7 +2,7 @@
 //! the user metrics its function records, and how many inputs wait for their commit.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{
         Mutex,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -90,6 +90,20 @@ pub struct InstanceMetrics {
     latency_ms: Mutex<Windowed>,
     user: Mutex<BTreeMap<String, Windowed>>,
     minute: Mutex<Minute>,
+    /// The latest failures of calls (user) and around them (system), newest last.
+    latest_user_exceptions: Mutex<VecDeque<Exception>>,
+    latest_system_exceptions: Mutex<VecDeque<Exception>>,
+}
+
+/// How many of the latest exceptions an instance keeps, as Pulsar Functions does.
+pub const LATEST_EXCEPTIONS: usize = 10;
+
+/// A failure kept for status: what it said, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exception {
+    pub message: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
 }
 
 impl InstanceMetrics {
@@ -102,7 +116,27 @@ impl InstanceMetrics {
             latency_ms: Mutex::new(Windowed::default()),
             user: Mutex::new(BTreeMap::new()),
             minute: Mutex::new(Minute { began: Instant::now(), counts_then: Counts::default() }),
+            latest_user_exceptions: Mutex::default(),
+            latest_system_exceptions: Mutex::default(),
         }
+    }
+
+    /// Keeps a failure among the latest ones: of the function's call (`user`) or around it.
+    pub fn note_exception(&self, user: bool, message: &str) {
+        let at_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis()))
+            .unwrap_or(i64::MAX);
+        let latest = if user { &self.latest_user_exceptions } else { &self.latest_system_exceptions };
+        let mut latest = lock(latest);
+        if latest.len() == LATEST_EXCEPTIONS {
+            latest.pop_front();
+        }
+        latest.push_back(Exception { message: message.to_owned(), at_ms });
+    }
+
+    /// The latest failures, oldest first: of the function's calls (`user`) or around them.
+    pub fn latest_exceptions(&self, user: bool) -> Vec<Exception> {
+        let latest = if user { &self.latest_user_exceptions } else { &self.latest_system_exceptions };
+        lock(latest).iter().cloned().collect()
     }
 
     /// Notes that the instance ran just now.

@@ -290,6 +290,7 @@ impl InstanceLoop {
             }
             CallOutcome::Failed(error) => {
                 self.counts.add_user_failure(error.kind);
+                self.control.stats.metrics.note_exception(true, &error.to_string());
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
             }
         }
@@ -416,6 +417,7 @@ impl InstanceLoop {
             counts.add(Count::SystemExceptions, failed_inputs.len() as u64);
             for (tag, error) in &failed_inputs {
                 tracing::error!(%error, "publishing for an input failed; it will be redelivered");
+                self.control.stats.metrics.note_exception(false, &error.to_string());
                 source.nack(
                     *tag,
                     self.settings.nack_backoff.base,
@@ -437,6 +439,7 @@ impl InstanceLoop {
             }
             Some(error) => {
                 tracing::error!(%error, inputs = acks.len(), "commit failed; inputs will be redelivered");
+                self.control.stats.metrics.note_exception(false, &error.to_string());
                 counts.add(Count::SystemExceptions, acks.len() as u64);
                 let failure = Failure::new(FailureKind::System, error.to_string());
                 for tag in acks {

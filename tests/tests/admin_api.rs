@@ -1,0 +1,230 @@
+//! The admin API, called in-process through `admin::router` on a real worker (embedded topics,
+//! the exclamation plugin), and over TCP from the real binary: Pulsar's routes and field names,
+//! the bearer token, JSON errors with their status codes, and the body limit.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::{Body, to_bytes},
+    http::{Method, Request, StatusCode, header},
+};
+use pfn::{
+    admin::{AdminState, BODY_LIMIT, router},
+    io::embedded::EmbeddedBroker,
+    loader::{Loader, PluginCache},
+    worker::{Backoff, Topics, Worker, WorkerHandle, WorkerOptions},
+};
+use pfn_tests::{
+    fixtures::{plugin, scratch},
+    pfn_cli::texts,
+    worker::{RunningWorker, WorkerDirs},
+};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret-admin-token";
+const SHOUT: &str = "/admin/v3/functions/public/default/shout";
+
+/// A worker running `shout` (exclamation) on embedded topics, on a thread of this process.
+struct InProcess {
+    handle: WorkerHandle,
+    thread: Option<std::thread::JoinHandle<pfn::worker::WorkerSummary>>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    fn start() -> Self {
+        let dir = scratch();
+        let dirs = WorkerDirs::create(dir.path());
+        let library = plugin("exclamation");
+        std::fs::copy(&library, dirs.plugins.join("libexclamation.so")).expect("the plugin");
+        std::fs::copy(library.with_extension("pfn.toml"), dirs.plugins.join("libexclamation.pfn.toml")).expect("pin");
+        let spec = "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"words\"]\noutput = \"shouts\"\n";
+        std::fs::write(dirs.functions.join("shout.toml"), spec).expect("the spec");
+        let options = WorkerOptions {
+            plugins_dir: dirs.plugins.clone(),
+            functions_dir: dirs.functions.clone(),
+            rollback_after: 0,
+            watch_interval: Duration::from_millis(50),
+            grace_period: Duration::from_secs(5),
+            nack_backoff: Backoff { base: Duration::from_millis(50), max: Duration::from_secs(1) },
+            state_store: dirs.state.join("state.redb"),
+            cluster: "test".into(),
+            timing: true,
+            secrets_file: None,
+        };
+        let loader = Loader::new(PluginCache::new(dir.path().join("cache")));
+        let worker = Worker::new(options, loader, EmbeddedBroker::new(), Topics::Embedded).expect("a worker");
+        let handle = worker.handle();
+        let thread = std::thread::spawn(move || worker.run());
+        let this = Self { handle, thread: Some(thread), _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while this.handle.status(Some("public/default/shout")).map(|s| s[0].state.to_string()).ok().as_deref()
+            != Some("running")
+        {
+            assert!(std::time::Instant::now() < deadline, "shout never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        this
+    }
+
+    fn state(&self) -> AdminState {
+        AdminState { worker: self.handle.clone(), token: Some(Arc::from(TOKEN)) }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends one request to the app; returns the status and the body (as JSON when it is JSON).
+async fn call(
+    state: AdminState,
+    method: Method,
+    uri: String,
+    token: Option<&'static str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri.as_str());
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = router(state).oneshot(request.body(Body::from(body)).expect("a request")).await.expect("an answer");
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.expect("the body");
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_answer_with_pulsars_names_and_refuse_what_they_must() {
+    let worker = InProcess::start();
+    let state = worker.state();
+    let get =
+        |uri: &str, token: Option<&'static str>| call(state.clone(), Method::GET, uri.to_owned(), token, Vec::new());
+
+    assert_eq!(get("/admin/v3/worker/health", None).await.0, StatusCode::OK, "health needs no token");
+    let (status, body) = get("/admin/v3/functions/public/default", None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("a bearer token is required")));
+    assert_eq!(get("/admin/v3/functions/public/default", Some("guess")).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = get("/admin/v3/functions/public/default", Some(TOKEN)).await;
+    assert_eq!((status, body), (StatusCode::OK, serde_json::json!(["shout"])));
+    let (_, spec) = get(SHOUT, Some(TOKEN)).await;
+    assert_eq!((spec["name"].as_str(), spec["output"].as_str()), (Some("shout"), Some("shouts")));
+
+    let trigger = |value: &str| {
+        call(state.clone(), Method::POST, format!("{SHOUT}/trigger"), Some(TOKEN), value.as_bytes().to_vec())
+    };
+    assert_eq!(trigger("hello").await, (StatusCode::OK, Value::String("hello!".into())));
+
+    let (status, body) = get(&format!("{SHOUT}/status"), Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["numInstances"].as_u64(), body["numRunning"].as_u64()), (Some(1), Some(1)));
+    let instance = &body["instances"][0];
+    assert_eq!(instance["instanceId"], 0);
+    assert_eq!(
+        (instance["status"]["running"].as_bool(), instance["status"]["numReceived"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(instance["status"]["numSuccessfullyProcessed"], 1);
+    assert!(instance["status"]["latestUserExceptions"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(body["pluginVersion"], "1.0.0");
+    let (_, one) = get(&format!("{SHOUT}/0/status"), Some(TOKEN)).await;
+    assert_eq!(one["numReceived"], 1);
+    assert_eq!(get(&format!("{SHOUT}/7/status"), Some(TOKEN)).await.0, StatusCode::NOT_FOUND);
+
+    let (status, stats) = get(&format!("{SHOUT}/stats"), Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!((stats["receivedTotal"].as_u64(), stats["processedSuccessfullyTotal"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(stats["1min"]["receivedTotal"], 1);
+    assert!(stats["lastInvocation"].as_i64().is_some_and(|ms| ms > 0), "{stats}");
+    assert_eq!(stats["instances"][0]["metrics"]["userExceptionsTotal"], 0);
+
+    let put = call(
+        state.clone(),
+        Method::POST,
+        format!("{SHOUT}/state/greeting"),
+        Some(TOKEN),
+        br#"{"stringValue":"hi"}"#.to_vec(),
+    );
+    assert_eq!(put.await.0, StatusCode::NO_CONTENT);
+    let (status, entry) = get(&format!("{SHOUT}/state/greeting"), Some(TOKEN)).await;
+    assert_eq!(
+        (status, entry["key"].as_str(), entry["stringValue"].as_str()),
+        (StatusCode::OK, Some("greeting"), Some("hi"))
+    );
+    assert_eq!(get(&format!("{SHOUT}/state/nothing"), Some(TOKEN)).await.0, StatusCode::NOT_FOUND);
+    let wrong_key = call(
+        state.clone(),
+        Method::POST,
+        format!("{SHOUT}/state/a"),
+        Some(TOKEN),
+        br#"{"key":"b","stringValue":"x"}"#.to_vec(),
+    );
+    assert_eq!(wrong_key.await.0, StatusCode::BAD_REQUEST);
+
+    let (status, body) = get("/admin/v3/functions/public/default/nope/status", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().is_some_and(|error| error.contains("public/default/nope")), "{body}");
+    let too_big =
+        call(state.clone(), Method::POST, format!("{SHOUT}/trigger"), Some(TOKEN), vec![b'x'; BODY_LIMIT + 1]);
+    assert_eq!(too_big.await.0, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, deleted) = call(state.clone(), Method::DELETE, SHOUT.to_owned(), Some(TOKEN), Vec::new()).await;
+    assert_eq!((status, deleted["fqfn"].as_str()), (StatusCode::OK, Some("public/default/shout")));
+    assert_eq!(get(SHOUT, Some(TOKEN)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get("/admin/v3/functions/public/default", Some(TOKEN)).await.1, serde_json::json!([]));
+}
+
+#[test]
+fn a_worker_refuses_to_serve_the_admin_api_beyond_loopback_without_a_token() {
+    let dir = scratch();
+    let dirs = WorkerDirs::create(dir.path());
+    let output = dirs.command(dir.path()).args(["--admin-addr", "0.0.0.0:0"]).output().expect("pfn worker");
+    let (_, stderr) = texts(&output);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--admin-addr 0.0.0.0:0 is not a loopback address"), "{stderr}");
+}
+
+#[test]
+fn the_binary_serves_the_api_over_tcp_with_its_token() {
+    let dir = scratch();
+    let spec = "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"words\"]\noutput = \"shouts\"\n";
+    let worker = RunningWorker::start(
+        dir.path(),
+        &[("shout.toml", spec)],
+        &[(&plugin("exclamation"), "libexclamation.so")],
+        &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN],
+    );
+    worker.wait_until("shout runs", |worker| worker.function("public/default/shout")["state"] == "running");
+    let log = worker.log_text();
+    let addr = log
+        .lines()
+        .find(|line| line.contains("admin API listening"))
+        .and_then(|line| line.split("addr=").nth(1))
+        .map(|addr| addr.trim().to_owned())
+        .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"));
+    let ask = |token: Option<&str>| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).expect("the admin API accepts");
+        let auth = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+        let request = format!("GET {SHOUT}/status HTTP/1.1\r\nHost: pfn\r\n{auth}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("a request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        answer
+    };
+    let refused = ask(None);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let answer = ask(Some(TOKEN));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a JSON status");
+    assert_eq!(body["numInstances"], 1);
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "{log}");
+}
