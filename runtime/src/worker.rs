@@ -16,6 +16,7 @@ mod low_priority;
 mod metrics;
 mod outcomes;
 mod plugins_dir;
+mod pulsar_trigger;
 mod reload;
 mod routed;
 mod spec_follow;
@@ -123,10 +124,8 @@ pub enum TriggerError {
     NotRunning { fqfn: String, state: FunctionState },
     #[error("cannot publish to {topic}: {source}")]
     Publish { topic: String, source: TransportError },
-    #[error(
-        "{fqfn} reads Pulsar topics: trigger works on the embedded transport; produce to its input with a Pulsar client"
-    )]
-    NotEmbedded { fqfn: String },
+    #[error("{fqfn} has no output topic (or no input topic) for a trigger to use")]
+    NoOutput { fqfn: String },
     #[error("no outcome from {fqfn} within {waited:?}")]
     TimedOut { fqfn: String, waited: Duration },
 }
@@ -215,15 +214,16 @@ impl WorkerHandle {
         answer.recv().map_err(|_| DeleteError::ShuttingDown)?
     }
 
-    /// Publishes `value` to the function's first input and waits for what becomes of it.
+    /// Publishes `value` to the function's first input and waits for what becomes of it (on
+    /// Pulsar: for its output).
     pub fn trigger(&self, fqfn: &str, value: Vec<u8>, wait: Duration) -> Result<Outcome, TriggerError> {
         let function = self.function(fqfn)?;
-        if let Topics::Pulsar(_) = self.topics {
-            return Err(TriggerError::NotEmbedded { fqfn: fqfn.to_owned() });
-        }
         let state = function.state();
         if state != FunctionState::Running {
             return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state });
+        }
+        if let Topics::Pulsar(pulsar) = &self.topics {
+            return pulsar_trigger::trigger(pulsar, function, value, wait);
         }
         let topic = function.spec.inputs.first().cloned().unwrap_or_default();
         let message = Arc::new(Message::from_payload(value));

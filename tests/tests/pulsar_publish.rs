@@ -44,11 +44,12 @@ fn an_input_is_acknowledged_only_once_the_messages_it_published_have_receipts() 
     let dir = scratch();
     let worker = start_router(dir.path(), &relay, &input, "");
 
-    // Every published message reaches the broker (and the test) while the held topic's
-    // receipts are kept back.
+    // The free topic's messages all reach the broker (and the test), and the held topic's
+    // first batch does (the `pulsar` crate sends a producer's next batch only once the last
+    // one has its receipt).
     let on_free = free_reader.receive(COUNT / 2, IDLE);
-    let on_held = held_reader.receive(COUNT / 2, IDLE);
-    assert_eq!((on_free.len(), on_held.len()), (COUNT / 2, COUNT / 2));
+    let mut on_held = held_reader.receive(1, IDLE);
+    assert_eq!((on_free.len(), on_held.len()), (COUNT / 2, 1));
     worker.wait_until("every input processed", |worker| worker.total(ROUTER, "received_total") == COUNT as u64);
     std::thread::sleep(Duration::from_millis(500));
     let acked = worker.total(ROUTER, "acked_total");
@@ -61,6 +62,7 @@ fn an_input_is_acknowledged_only_once_the_messages_it_published_have_receipts() 
 
     relay.hold_receipts(None);
     worker.wait_until("every input acknowledged", |worker| worker.total(ROUTER, "acked_total") == COUNT as u64);
+    on_held.extend(held_reader.receive(COUNT / 2 - 1, IDLE));
     let more = (held_reader.receive(1, Duration::from_secs(2)), free_reader.receive(1, Duration::from_millis(100)));
     assert!(more.0.is_empty() && more.1.is_empty(), "a message was published twice: {more:?}");
     let mut numbers: Vec<usize> =

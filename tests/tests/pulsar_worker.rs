@@ -55,6 +55,9 @@ fn every_input_of_50_000_has_exactly_one_output_with_its_key_properties_and_even
     assert_eq!(sample.key.as_deref(), Some(format!("key-{}", i % 100).as_str()), "the input's key is kept");
     assert_eq!(sample.properties.get("seq"), Some(&i.to_string()), "the input's properties are kept");
     assert_eq!(sample.event_time, Some(1_700_000_000_000 + i as u64), "the input's event time is kept");
+    assert_eq!(sample.properties.get("__pfn_input_topic__"), Some(&input), "the output names its input's topic");
+    let id = sample.properties.get("__pfn_input_msg_id__").cloned().unwrap_or_default();
+    assert_eq!(id.split(':').count(), 4, "and its input's id, ledger:entry:partition:batch: {id:?}");
     worker.wait_until("every input acknowledged", |worker| worker.total(SHOUT, "acked_total") == COUNT as u64);
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exit: {status}\n{log}");
@@ -75,7 +78,10 @@ fn inputs_are_acknowledged_only_once_the_broker_has_receipts_for_their_outputs()
     peer.produce(&input, (0..COUNT).map(|i| numbered(i, 100)));
     to_worker.pause_after_messages(LET_THROUGH);
     let dir = scratch();
-    let worker = start_shout(dir.path(), &to_worker, &shout_spec(&input, &output, ""));
+    // Unbatched: the `pulsar` crate sends a producer's next batch only once the last one has its
+    // receipt, so with receipts held a batching producer would stop after one batch.
+    let unbatched = "[producer_config]\nbatching = false\ncompression_type = \"NONE\"";
+    let worker = start_shout(dir.path(), &to_worker, &shout_spec(&input, &output, unbatched));
 
     // Outputs reach the broker while their receipts are held: read them until none comes.
     let held = reader.receive(COUNT, Duration::from_secs(3));
@@ -347,4 +353,24 @@ fn a_worker_whose_broker_is_down_retries_with_back_off_and_stops_on_sigterm() {
         thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "worker exit on SIGTERM: {status}\n{}", log());
+}
+
+#[test]
+fn trigger_on_pulsar_answers_with_the_output_of_the_triggered_value() {
+    let broker = TestBroker::start();
+    let relay = Relay::start(broker.addr()).expect("relay");
+    let (input, output) = (unique_topic("in"), unique_topic("out"));
+    let dir = scratch();
+    let worker = start_shout(dir.path(), &relay, &shout_spec(&input, &output, ""));
+    // Other traffic on the topics: the trigger must pick its own answer out.
+    let peer = PulsarPeer::connect(&relay.url());
+    peer.produce(&input, (0..50).map(|i| numbered(i, 4)));
+    for value in ["hello", "pulsar"] {
+        let answer = worker.pfn().args(["functions", "trigger", SHOUT, "--value", value]).output().expect("trigger");
+        let (stdout, stderr) = pfn_tests::pfn_cli::texts(&answer);
+        assert!(answer.status.success(), "{stderr}");
+        assert_eq!(stdout, format!("{value}!\n"));
+    }
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "worker exit: {status}\n{log}");
 }

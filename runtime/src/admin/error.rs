@@ -44,7 +44,7 @@ impl From<TriggerError> for ApiError {
         let status = match &error {
             TriggerError::NoSuchFunction(_) => StatusCode::NOT_FOUND,
             TriggerError::NotRunning { .. } => StatusCode::CONFLICT,
-            TriggerError::NotEmbedded { .. } => StatusCode::NOT_IMPLEMENTED,
+            TriggerError::NoOutput { .. } => StatusCode::BAD_REQUEST,
             TriggerError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             TriggerError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };

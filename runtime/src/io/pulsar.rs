@@ -28,7 +28,7 @@ use crate::{io::producer_config::ProducerSettings, vocabulary::ProcessingGuarant
 
 use self::producers::Producers;
 pub use self::source::PulsarSource;
-use super::transport::{Message, Published, Sink, Source, SubscriptionRequest, Transport, TransportError};
+use super::transport::{Message, MessageId, Published, Sink, Source, SubscriptionRequest, Transport, TransportError};
 
 /// The first wait before connecting again to a broker that could not be reached; it doubles up
 /// to [`MAX_CONNECT_BACKOFF`].
@@ -216,6 +216,18 @@ impl PulsarTransport {
         Arc::clone(&self.client.counters)
     }
 
+    /// Publishes one message, unbatched, and returns its id once the broker has it.
+    pub fn publish_for_id(&self, topic: &str, message: Message) -> Result<MessageId, TransportError> {
+        let unbatched = ProducerSettings { batch_delay_ms: None, ..ProducerSettings::default() };
+        self.client.runtime.block_on(async {
+            let receipts = self.client.producers.send(&self.client, topic, unbatched, vec![message]).await?;
+            let ids = receipts.wait_for_ids(&self.client.counters).await?;
+            ids.into_iter()
+                .next()
+                .ok_or_else(|| TransportError::Topic { topic: topic.to_owned(), reason: "no receipt".into() })
+        })
+    }
+
     /// Makes every source's `receive` report [`TransportError::Closed`].
     pub fn close(&self) {
         self.client.closed.store(true, Ordering::Release);
@@ -291,6 +303,10 @@ impl Transport for Arc<PulsarTransport> {
         let mut request = request.clone();
         request.topics = request.topics.iter().map(|topic| topic_name::full(topic).into_owned()).collect();
         Ok(Arc::new(PulsarSource::new(Arc::clone(&self.client), request)))
+    }
+
+    fn marks_outputs(&self) -> bool {
+        true
     }
 
     fn offers(&self, guarantees: ProcessingGuarantees) -> Result<(), TransportError> {

@@ -13,6 +13,11 @@ use crate::{
     vocabulary::{Failure, ProcessingGuarantees},
 };
 
+/// The property naming the topic of the input an output came from (Pulsar Functions' name).
+pub const INPUT_TOPIC_PROPERTY: &str = "__pfn_input_topic__";
+/// The property holding the id of the input an output came from, `ledger:entry:partition:batch`.
+pub const INPUT_ID_PROPERTY: &str = "__pfn_input_msg_id__";
+
 /// One message on a topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -266,6 +271,13 @@ pub trait Transport: Sink {
 
     /// Joins the subscription `request` names as a new consumer.
     fn subscribe(&self, request: &SubscriptionRequest) -> Result<Arc<dyn Source>, TransportError>;
+
+    /// Whether outputs carry the topic and id of the input they came from (the properties
+    /// [`INPUT_TOPIC_PROPERTY`] and [`INPUT_ID_PROPERTY`]), as Pulsar Functions' outputs do, so
+    /// that a trigger can find the answer to its own message.
+    fn marks_outputs(&self) -> bool {
+        false
+    }
 
     /// Whether functions can run with `guarantees` here; all of them can unless a transport
     /// says otherwise.

@@ -273,6 +273,7 @@ impl FunctionRunner {
             function: index,
             output: spec.output.clone(),
             forward_properties: spec.forward_source_message_property,
+            mark_outputs: wiring.transport.marks_outputs(),
             dead_letter_topic: spec.dead_letter(),
             policy: Policy { guarantees: spec.processing_guarantees, max_message_retries: spec.max_message_retries },
             timeouts: spec.timeout_ms.is_some(),

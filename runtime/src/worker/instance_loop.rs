@@ -22,7 +22,9 @@ use super::{
 use crate::{
     execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement, execute},
     instance::PluginInstance,
-    io::transport::{Delivery, DeliveryTag, Message, MessageIdText, Sink, TransportError},
+    io::transport::{
+        Delivery, DeliveryTag, INPUT_ID_PROPERTY, INPUT_TOPIC_PROPERTY, Message, MessageIdText, Sink, TransportError,
+    },
     sync::lock,
     telemetry::{Count, Counts},
     vocabulary::{Failure, FailureKind, ProcessingGuarantees},
@@ -46,6 +48,8 @@ pub(super) struct LoopSettings {
     pub output: Option<String>,
     /// Outputs keep their input's properties and event time.
     pub forward_properties: bool,
+    /// Outputs carry their input's topic and id (on Pulsar, as Pulsar Functions' do).
+    pub mark_outputs: bool,
     pub dead_letter_topic: String,
     pub policy: Policy,
     pub timeouts: bool,
@@ -277,6 +281,11 @@ impl InstanceLoop {
                     if self.settings.forward_properties {
                         output.properties.clone_from(&input.properties);
                         output.event_time_ms = input.event_time_ms;
+                    }
+                    if self.settings.mark_outputs {
+                        output.properties.retain(|(key, _)| key != INPUT_TOPIC_PROPERTY && key != INPUT_ID_PROPERTY);
+                        output.properties.push((INPUT_TOPIC_PROPERTY.to_owned(), delivery.topic.to_string()));
+                        output.properties.push((INPUT_ID_PROPERTY.to_owned(), delivery.message_id.to_string()));
                     }
                     self.outputs.push(output);
                 }

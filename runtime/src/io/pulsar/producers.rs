@@ -27,7 +27,7 @@ use super::{
 use crate::{
     io::{
         producer_config::{BATCH_MAX_BYTES, BATCH_MAX_MESSAGES, BatchBuilder, CompressionType, ProducerSettings},
-        transport::{Message, TransportError},
+        transport::{Message, MessageId, TransportError},
     },
     sync::lock,
 };
@@ -222,19 +222,33 @@ impl Receipts {
     /// Waits for every receipt; the first missing one fails them all and drops the producer
     /// that sent them, to be rebuilt.
     pub async fn wait(self, counters: &PulsarCounters) -> Result<(), TransportError> {
+        self.wait_for_ids(counters).await.map(drop)
+    }
+
+    /// Waits for every receipt as [`Receipts::wait`] does, and returns the messages' ids.
+    pub async fn wait_for_ids(self, counters: &PulsarCounters) -> Result<Vec<MessageId>, TransportError> {
         let Self { topic, slot, generation, pending } = self;
+        let mut ids = Vec::with_capacity(pending.len());
         let mut pending = pending.into_iter();
         for (receipt, room) in pending.by_ref() {
             let received = receipt.await;
             drop(room);
-            if let Err(error) = received {
-                // Give back the others' room first: a send may hold the slot waiting for it.
-                drop(pending);
-                slot.lock().await.drop_producer(generation, counters);
-                return Err(failed(&topic, format!("no receipt: {error}")));
+            match received {
+                Ok(receipt) => ids.extend(receipt.message_id.map(|id| MessageId::Ledger {
+                    ledger: id.ledger_id,
+                    entry: id.entry_id,
+                    partition: id.partition.unwrap_or(-1),
+                    batch_index: id.batch_index.unwrap_or(-1),
+                })),
+                Err(error) => {
+                    // Give back the others' room first: a send may hold the slot waiting for it.
+                    drop(pending);
+                    slot.lock().await.drop_producer(generation, counters);
+                    return Err(failed(&topic, format!("no receipt: {error}")));
+                }
             }
         }
-        Ok(())
+        Ok(ids)
     }
 }
 
