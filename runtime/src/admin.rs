@@ -1,6 +1,6 @@
 //! The admin API under `/admin/v3/functions`, as Pulsar Functions' REST API names its routes:
 //! list, get, status and stats (of a function or one instance), state get and put, trigger and
-//! delete, plus `GET /admin/v3/worker/health`. [`router`] builds the app, which the worker
+//! delete, plus `GET /admin/v3/worker/health` and the Prometheus scrape `GET /metrics`. [`router`] builds the app, which the worker
 //! serves over TCP (`--admin-addr`) and tests call in-process.
 //!
 //! - [`bodies`]: status and stats with Pulsar's field names.
@@ -25,25 +25,29 @@ use thiserror::Error;
 use self::error::ApiError;
 use crate::{
     http_server::{HttpServer, HttpServerError},
+    telemetry::server::metrics_routes,
     worker::WorkerHandle,
 };
 
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// What the handlers share: the worker, and the token every request but health must carry.
+/// What the handlers share: the worker, and the token every request but health and metrics
+/// must carry.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub worker: WorkerHandle,
     pub token: Option<Arc<str>>,
 }
 
-/// The admin API's app.
+/// The admin API's app, with `GET /metrics` (open, as a Pulsar worker's is by default).
 pub fn router(state: AdminState) -> Router {
     let guarded = routes::functions()
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    Router::new().merge(routes::health()).merge(guarded).with_state(state)
+    let worker = state.worker.clone();
+    let metrics = metrics_routes(Arc::new(move || worker.render_metrics()));
+    Router::new().merge(routes::health()).merge(guarded).with_state(state).merge(metrics)
 }
 
 /// Refuses a request without `Authorization: Bearer <token>` when the worker has a token.

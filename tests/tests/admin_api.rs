@@ -109,6 +109,9 @@ async fn the_routes_answer_with_pulsars_names_and_refuse_what_they_must() {
         |uri: &str, token: Option<&'static str>| call(state.clone(), Method::GET, uri.to_owned(), token, Vec::new());
 
     assert_eq!(get("/admin/v3/worker/health", None).await.0, StatusCode::OK, "health needs no token");
+    let (status, scrape) = get("/metrics", None).await;
+    assert_eq!(status, StatusCode::OK, "metrics need no token");
+    assert!(scrape.as_str().is_some_and(|text| text.contains("pulsar_function_received_total")), "{scrape}");
     let (status, body) = get("/admin/v3/functions/public/default", None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("a bearer token is required")));
     assert_eq!(get("/admin/v3/functions/public/default", Some("guess")).await.0, StatusCode::UNAUTHORIZED);
