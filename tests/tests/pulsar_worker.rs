@@ -17,8 +17,8 @@ use pfn_tests::{
     fixtures::scratch,
     pulsar_client::{Outgoing, PulsarPeer, unique_topic},
     pulsar_functions::{
-        IDLE, PANICKY, SHOUT, Tally, consumer_outages, launch_shout, number_of, numbered, panicky_spec, read_into,
-        seq_of, shout_spec, start_panicky, start_shout, tally, wait_subscribed,
+        IDLE, PANICKY, PulsarRig, SHOUT, Tally, consumer_outages, launch_shout, number_of, numbered, panicky_spec,
+        read_into, seq_of, shout_spec, start_panicky, start_shout, tally, wait_subscribed,
     },
     relay::Relay,
     worker::WorkerDirs,
@@ -357,14 +357,11 @@ fn a_worker_whose_broker_is_down_retries_with_back_off_and_stops_on_sigterm() {
 
 #[test]
 fn trigger_on_pulsar_answers_with_the_output_of_the_triggered_value() {
-    let broker = TestBroker::start();
-    let relay = Relay::start(broker.addr()).expect("relay");
-    let (input, output) = (unique_topic("in"), unique_topic("out"));
+    let rig = PulsarRig::start();
     let dir = scratch();
-    let worker = start_shout(dir.path(), &relay, &shout_spec(&input, &output, ""));
+    let worker = start_shout(dir.path(), &rig.relay, &shout_spec(&rig.input, &rig.output, ""));
     // Other traffic on the topics: the trigger must pick its own answer out.
-    let peer = PulsarPeer::connect(&relay.url());
-    peer.produce(&input, (0..50).map(|i| numbered(i, 4)));
+    rig.peer.produce(&rig.input, (0..50).map(|i| numbered(i, 4)));
     for value in ["hello", "pulsar"] {
         let answer = worker.pfn().args(["functions", "trigger", SHOUT, "--value", value]).output().expect("trigger");
         let (stdout, stderr) = pfn_tests::pfn_cli::texts(&answer);
