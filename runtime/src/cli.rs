@@ -1,5 +1,6 @@
 //! The `pfn` command line.
 
+mod admin_client;
 mod choices;
 mod remote;
 mod worker;
@@ -45,6 +46,8 @@ pub enum Command {
     Functions {
         #[command(flatten)]
         worker: remote::WorkerSocket,
+        #[command(flatten)]
+        api: remote::AdminApi,
         #[command(subcommand)]
         command: remote::FunctionsCommand,
     },
@@ -146,7 +149,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             let cache = cli.plugin_cache.unwrap_or_else(|| state_dir.join("plugin-cache"));
             worker::run(args, state_dir, Loader::new(PluginCache::new(cache)))
         }
-        Command::Functions { worker, command } => remote::functions(command, &socket(worker.socket)),
+        Command::Functions { worker, api, command } => remote::functions(command, &socket(worker.socket), &api),
         Command::Topics { worker, command } => remote::topics(command, &socket(worker.socket)),
         Command::Run(args) => run_plugin(args, &default_loader(cli.plugin_cache)),
         Command::Plugin(command) => plugin(command, &default_loader(cli.plugin_cache)),

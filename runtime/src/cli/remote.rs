@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::admin_client::{AdminClient, DEFAULT_ADMIN_URL};
 use crate::{
     endpoint::{
         client::{Connection, ask},
@@ -24,8 +25,72 @@ pub struct WorkerSocket {
     pub socket: Option<PathBuf>,
 }
 
+/// The admin API's functions routes.
+const FUNCTIONS: &str = "/admin/v3/functions";
+
+/// Where the worker's admin API is, and its token (`list`, `get`, `stats`).
+#[derive(Debug, Args)]
+pub struct AdminApi {
+    /// The admin API's URL.
+    #[arg(long, env = "PFN_ADMIN_URL", global = true, default_value = DEFAULT_ADMIN_URL)]
+    pub admin_url: String,
+    /// The bearer token the worker was given.
+    #[arg(long, env = "PFN_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Which function, as pulsar-admin names one: `--fqfn`, or `--tenant --namespace --name`, or
+/// the fully qualified name alone.
+#[derive(Debug, Args)]
+pub struct FunctionName {
+    /// `tenant/namespace/name`.
+    #[arg(conflicts_with_all = ["fqfn", "name"])]
+    pub function: Option<String>,
+    #[arg(long)]
+    pub fqfn: Option<String>,
+    #[arg(long, default_value = "public")]
+    pub tenant: String,
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl FunctionName {
+    /// The function's path under `/admin/v3/functions`: `tenant/namespace/name`.
+    fn path(&self) -> anyhow::Result<String> {
+        if let Some(fqfn) = self.function.as_ref().or(self.fqfn.as_ref()) {
+            if fqfn.split('/').count() != 3 || fqfn.split('/').any(str::is_empty) {
+                anyhow::bail!("{fqfn:?} is not tenant/namespace/name");
+            }
+            return Ok(fqfn.clone());
+        }
+        let name = self.name.as_ref().ok_or_else(|| anyhow::anyhow!("name the function: FQFN, --fqfn or --name"))?;
+        Ok(format!("{}/{}/{name}", self.tenant, self.namespace))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FunctionsCommand {
+    /// List the functions of a namespace (admin API).
+    List {
+        #[arg(long, default_value = "public")]
+        tenant: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Print a function's spec (admin API).
+    Get {
+        #[command(flatten)]
+        function: FunctionName,
+    },
+    /// Print a function's stats, or one instance's, with Pulsar's field names (admin API).
+    Stats {
+        #[command(flatten)]
+        function: FunctionName,
+        #[arg(long)]
+        instance_id: Option<u32>,
+    },
     /// Publish a value to a function's input and print the function's output for it.
     Trigger {
         /// `tenant/namespace/name`.
@@ -113,8 +178,22 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn functions(command: FunctionsCommand, socket: &Path) -> anyhow::Result<()> {
+pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> anyhow::Result<()> {
+    let admin = || AdminClient::new(&api.admin_url, api.token.clone());
     match command {
+        FunctionsCommand::List { tenant, namespace } => {
+            print_json(&admin().get_json(&format!("{FUNCTIONS}/{tenant}/{namespace}"))?)
+        }
+        FunctionsCommand::Get { function } => {
+            print_json(&admin().get_json(&format!("{FUNCTIONS}/{}", function.path()?))?)
+        }
+        FunctionsCommand::Stats { function, instance_id } => {
+            let path = match instance_id {
+                Some(id) => format!("{FUNCTIONS}/{}/{id}/stats", function.path()?),
+                None => format!("{FUNCTIONS}/{}/stats", function.path()?),
+            };
+            print_json(&admin().get_json(&path)?)
+        }
         FunctionsCommand::Trigger { function, value, timeout_ms } => {
             let header = ask(socket, &Request::Trigger { function: function.clone(), value, timeout_ms })?;
             match header.trigger {

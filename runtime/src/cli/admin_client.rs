@@ -1,0 +1,59 @@
+//! The command line's client of the admin API (`--admin-url`, `--token`).
+
+use serde_json::Value;
+use thiserror::Error;
+
+/// Where the admin API is when no `--admin-url` is given.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:6750";
+
+/// Why a request to the admin API gave no answer to print.
+#[derive(Debug, Error)]
+pub enum AdminClientError {
+    #[error("cannot reach the admin API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The API's own error, with its status (`404 Not Found`).
+    #[error("{status}: {message}")]
+    Refused { status: String, message: String },
+    #[error("{url} answered with something that is not JSON: {reason}")]
+    NotJson { url: String, reason: String },
+}
+
+/// A client of one worker's admin API.
+#[derive(Debug)]
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl AdminClient {
+    /// A client of the API at `base` (`http://host:port`), sending `token` when given.
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Self { base: base.trim_end_matches('/').to_owned(), token, agent }
+    }
+
+    /// `GET path`, its JSON answer.
+    pub fn get_json(&self, path: &str) -> Result<Value, AdminClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request
+            .call()
+            .map_err(|error| AdminClientError::Unreachable { url: url.clone(), reason: error.to_string() })?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|error| AdminClientError::Unreachable { url: url.clone(), reason: error.to_string() })?;
+        let body: Result<Value, _> = serde_json::from_str(&text);
+        if !status.is_success() {
+            let message = body.ok().and_then(|body| body["error"].as_str().map(str::to_owned)).unwrap_or(text);
+            let status = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim().to_owned();
+            return Err(AdminClientError::Refused { status, message });
+        }
+        body.map_err(|error| AdminClientError::NotJson { url, reason: error.to_string() })
+    }
+}
