@@ -51,7 +51,7 @@ pub enum Command {
         #[command(subcommand)]
         command: remote::FunctionsCommand,
     },
-    /// Produce to and consume from a running worker's embedded topics.
+    /// Produce to and consume from a running worker's topics (embedded or Pulsar).
     Topics {
         #[command(flatten)]
         worker: remote::WorkerSocket,

@@ -371,3 +371,19 @@ fn trigger_on_pulsar_answers_with_the_output_of_the_triggered_value() {
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exit: {status}\n{log}");
 }
+
+#[test]
+fn pfn_topics_produces_to_and_consumes_from_pulsar_topics_through_the_worker() {
+    let rig = PulsarRig::start();
+    let dir = scratch();
+    let worker = start_shout(dir.path(), &rig.relay, &shout_spec(&rig.input, &rig.output, ""));
+    worker.create_subscription(&rig.output, "cli");
+    let produced = worker.produce(&rig.input, b"stream\nfunctions\n", false);
+    assert!(pfn_tests::pfn_cli::texts(&produced).1.contains("produced 2 messages"), "{produced:?}");
+    assert_eq!(worker.consume(&rig.output, "cli", 2, false), ["stream!", "functions!"]);
+    let stats = worker.pfn().args(["topics", "stats", &rig.output]).output().expect("pfn topics stats");
+    let (_, stderr) = pfn_tests::pfn_cli::texts(&stats);
+    assert!(!stats.status.success() && stderr.contains("pulsar-admin topics stats"), "{stderr}");
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "worker exit: {status}\n{log}");
+}

@@ -21,9 +21,11 @@ use super::protocol::{ConsumedJson, Header, Request, SubscriptionStats, TopicSta
 use crate::{
     io::{
         lines::{Envelope, InputFormat, OutputFormat},
-        transport::{Delivery, DeliveryTag, Message, SubscriptionRequest, Transport, TransportError},
+        transport::{
+            Delivery, DeliveryTag, Message, Sink, SubscriptionRequest, SubscriptionType, Transport, TransportError,
+        },
     },
-    worker::{Outcome, WorkerHandle},
+    worker::{Outcome, Topics, WorkerHandle},
 };
 
 /// Messages published per batch by a `produce` connection.
@@ -154,7 +156,7 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
         }
         Request::Consume { topic, subscription, subscription_type, count, idle_timeout_ms, format } => {
             let request = SubscriptionRequest::new(vec![topic], subscription, subscription_type);
-            let source = match Arc::clone(&worker.broker).subscribe(&request) {
+            let source = match worker.transport().subscribe(&request) {
                 Ok(source) => source,
                 Err(error) => return write_header(&mut out, &Header::error(error)),
             };
@@ -162,7 +164,7 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
             consume(&mut out, source.as_ref(), count, idle_timeout_ms.map(Duration::from_millis), format)
         }
         Request::CreateSubscription { topic, subscription, subscription_type } => {
-            let header = match worker.broker.create_subscription(&topic, &subscription, subscription_type) {
+            let header = match create_subscription(worker, &topic, &subscription, subscription_type) {
                 Ok(()) => Header::ok(),
                 Err(error) => Header::error(error),
             };
@@ -208,6 +210,13 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
             };
             write_header(&mut out, &header)
         }
+        Request::TopicStats { topic } if matches!(worker.topics, Topics::Pulsar(_)) => write_header(
+            &mut out,
+            &Header::error(format!(
+                "topic stats of {topic}: Pulsar serves them on its admin HTTP API (pulsar-admin topics stats), not \
+                 on the protocol the worker speaks"
+            )),
+        ),
         Request::TopicStats { topic } => {
             let counts = worker.broker.counts(&topic);
             let subscriptions = counts
@@ -223,6 +232,28 @@ fn serve(stream: UnixStream, worker: &WorkerHandle) -> std::io::Result<()> {
                 .collect();
             let stats = TopicStats { topic, published: counts.published, subscriptions };
             write_header(&mut out, &Header { topic: Some(stats), ..Header::ok() })
+        }
+    }
+}
+
+/// Creates a subscription that keeps the topic's messages from now on: on embedded topics
+/// directly; on Pulsar by subscribing a consumer and closing it again (the subscription stays).
+fn create_subscription(
+    worker: &WorkerHandle,
+    topic: &str,
+    subscription: &str,
+    kind: SubscriptionType,
+) -> Result<(), TransportError> {
+    match &worker.topics {
+        Topics::Embedded => worker.broker.create_subscription(topic, subscription, kind),
+        Topics::Pulsar(pulsar) => {
+            let request = SubscriptionRequest::new(vec![topic.to_owned()], subscription, kind);
+            let source = Arc::clone(pulsar).subscribe(&request)?;
+            // A receive subscribes; what it gets, if anything, goes back with the detach.
+            let mut received = Vec::new();
+            source.receive(1, Duration::from_millis(1), &mut received)?;
+            source.detach();
+            Ok(())
         }
     }
 }
@@ -260,11 +291,11 @@ fn produce(
         if batch.is_empty() {
             return Ok(());
         }
-        worker.broker.publish_shared(topic, batch).map_err(|source| ProduceError::Publish {
-            topic: topic.to_owned(),
-            published: *published,
-            source,
-        })?;
+        let sent = match &worker.topics {
+            Topics::Embedded => worker.broker.publish_shared(topic, batch).map(drop),
+            Topics::Pulsar(pulsar) => pulsar.publish(topic, batch.iter().map(|message| (**message).clone()).collect()),
+        };
+        sent.map_err(|source| ProduceError::Publish { topic: topic.to_owned(), published: *published, source })?;
         *published += batch.len() as u64;
         batch.clear();
         Ok(())

@@ -1,12 +1,20 @@
-//! What the admin API reads of a running worker beyond status: the functions of a namespace,
-//! a function's spec, and its instances' metrics.
+//! What the admin API and `pfn topics` use of a running worker beyond status: the functions of
+//! a namespace, a function's spec, its instances' metrics, and the transport.
 
 use std::sync::Arc;
 
-use super::{TriggerError, WorkerHandle};
-use crate::{config::FunctionSpec, sync::lock, telemetry::InstanceMetrics};
+use super::{Topics, TriggerError, WorkerHandle};
+use crate::{config::FunctionSpec, io::transport::Transport, sync::lock, telemetry::InstanceMetrics};
 
 impl WorkerHandle {
+    /// The transport the functions read and write: `pfn topics` works on it.
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        match &self.topics {
+            Topics::Embedded => Arc::new(Arc::clone(&self.broker)),
+            Topics::Pulsar(pulsar) => Arc::new(Arc::clone(pulsar)),
+        }
+    }
+
     /// The names of the functions of `tenant/namespace`, in order.
     pub fn names(&self, tenant: &str, namespace: &str) -> Vec<String> {
         let mut names: Vec<String> = self
