@@ -14,7 +14,7 @@ use std::{
 
 use super::{
     WorkerEvent,
-    commits::{Commit, Commits, Covers},
+    commits::{Commit, Commits, Covers, Unheld},
     control::{InstanceControl, Swap},
     outcomes::{Outcome, Outcomes},
     routed::Routed,
@@ -414,49 +414,45 @@ impl InstanceLoop {
     /// for redelivered: every one of them when it was for the whole batch.
     fn finish(&self, commit: Commit) {
         let Commit { failure, mut failed_inputs, mut acks, mut reports, .. } = commit;
-        let source = &self.control.source;
         let mut counts = Counts::default();
-        if failure.is_none() && !failed_inputs.is_empty() {
+        if let Some(error) = failure {
+            self.redeliver(&acks, &error, &mut counts);
+            self.control.stats.add(&counts);
+            return;
+        }
+        if !failed_inputs.is_empty() {
             failed_inputs.sort_unstable_by_key(|(tag, _)| *tag);
             failed_inputs.dedup_by_key(|(tag, _)| *tag);
             let failed = |tag: &DeliveryTag| failed_inputs.binary_search_by_key(tag, |(failed, _)| *failed).is_ok();
             acks.retain(|tag| !failed(tag));
             // A failed input's outcome is reported when it is done.
             reports.retain(|(tag, _, _)| !failed(tag));
-            counts.add(Count::SystemExceptions, failed_inputs.len() as u64);
             for (tag, error) in &failed_inputs {
-                tracing::error!(%error, "publishing for an input failed; it will be redelivered");
-                self.control.stats.metrics.note_exception(false, &error.to_string());
-                source.nack(
-                    *tag,
-                    self.settings.nack_backoff.base,
-                    &Failure::new(FailureKind::System, error.to_string()),
-                );
+                self.redeliver(std::slice::from_ref(tag), error, &mut counts);
             }
         }
-        match failure {
-            None => {
-                let acked = if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
-                    0 // acknowledged and counted when received
-                } else {
-                    source.ack(&acks)
-                };
-                counts.add(Count::Acked, acked as u64);
-                for (_, message, outcome) in reports {
-                    self.outcomes.report(&message, outcome);
-                }
-            }
-            Some(error) => {
-                tracing::error!(%error, inputs = acks.len(), "commit failed; inputs will be redelivered");
-                self.control.stats.metrics.note_exception(false, &error.to_string());
-                counts.add(Count::SystemExceptions, acks.len() as u64);
-                let failure = Failure::new(FailureKind::System, error.to_string());
-                for tag in acks {
-                    source.nack(tag, self.settings.nack_backoff.base, &failure);
-                }
-            }
+        let acked = if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
+            0 // acknowledged and counted when received
+        } else {
+            self.control.source.ack(&acks)
+        };
+        counts.add(Count::Acked, acked as u64);
+        for (_, message, outcome) in reports {
+            self.outcomes.report(&message, outcome);
         }
         self.control.stats.add(&counts);
+    }
+
+    /// Has inputs redelivered because what their commit waited for was not held, counting them
+    /// as system exceptions.
+    fn redeliver(&self, tags: &[DeliveryTag], error: &Unheld, counts: &mut Counts) {
+        tracing::error!(%error, inputs = tags.len(), "commit failed; inputs will be redelivered");
+        self.control.stats.metrics.note_exception(false, &error.to_string());
+        counts.add(Count::SystemExceptions, tags.len() as u64);
+        let failure = Failure::new(FailureKind::System, error.to_string());
+        for &tag in tags {
+            self.control.source.nack(tag, self.settings.nack_backoff.base, &failure);
+        }
     }
 
     /// Waits until every commit is settled.
