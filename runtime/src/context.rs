@@ -211,10 +211,8 @@ impl InstanceHost {
         }
         // Most calls publish nothing: leave the lock alone then.
         let published = if self.has_published.swap(false, Ordering::Relaxed) {
-            let mut kept = lock(&self.published);
-            let published = if succeeded { std::mem::take(&mut *kept) } else { Vec::new() };
-            kept.clear();
-            published
+            let kept = std::mem::take(&mut *lock(&self.published));
+            if succeeded { kept } else { Vec::new() }
         } else {
             Vec::new()
         };
