@@ -249,9 +249,7 @@ fn create_subscription(
         Topics::Pulsar(pulsar) => {
             let request = SubscriptionRequest::new(vec![topic.to_owned()], subscription, kind);
             let source = Arc::clone(pulsar).subscribe(&request)?;
-            // A receive subscribes; what it gets, if anything, goes back with the detach.
-            let mut received = Vec::new();
-            source.receive(1, Duration::from_millis(1), &mut received)?;
+            source.subscribe_now()?;
             source.detach();
             Ok(())
         }

@@ -160,6 +160,12 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// acknowledge them (`manual` guarantees): they stay unacknowledged. The default does
     /// nothing; a transport that settles batches needs it to settle theirs.
     fn keep_unacked(&self, _tags: &[DeliveryTag]) {}
+    /// Joins the subscription now rather than at the first receive, so that it keeps what is
+    /// published from now on. The default does nothing: a transport whose subscriptions exist
+    /// once requested needs nothing more.
+    fn subscribe_now(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
     /// Leaves the subscription: every unacknowledged delivery goes back to it for the others.
     fn detach(&self);
     /// Joins the subscription again after [`Source::detach`].

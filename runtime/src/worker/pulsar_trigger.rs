@@ -37,8 +37,8 @@ pub(super) fn trigger(
     let source =
         pulsar.subscribe(&request).map_err(|source| TriggerError::Publish { topic: output.clone(), source })?;
     // Subscribe before publishing: the subscription starts at the end of the output.
+    source.subscribe_now().map_err(|source| TriggerError::Publish { topic: output.clone(), source })?;
     let mut received: Vec<Delivery> = Vec::new();
-    let _ = source.receive(1, Duration::from_millis(1), &mut received);
     let answer = (|| {
         let id = pulsar
             .publish_for_id(&input, Message::from_payload(value))

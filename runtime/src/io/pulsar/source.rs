@@ -369,6 +369,18 @@ impl Source for PulsarSource {
         self.client.runtime.block_on(self.settle(tags.iter().map(|tag| (*tag, Settle::Hold, None))));
     }
 
+    /// Builds the consumer now (the subscription is created with it), unless it is backing off
+    /// after a failure to subscribe.
+    fn subscribe_now(&self) -> Result<(), TransportError> {
+        self.client.runtime.block_on(async {
+            let mut state = self.state.lock().await;
+            self.consumer(&mut state).await.map(drop).ok_or_else(|| TransportError::Topic {
+                topic: self.request.topics.join(", "),
+                reason: format!("cannot subscribe {} (the log says why)", self.request.subscription),
+            })
+        })
+    }
+
     /// Closes the consumer: the broker hands what it held to the subscription's other consumers.
     fn detach(&self) {
         self.detached.store(true, Ordering::Release);
