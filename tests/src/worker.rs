@@ -208,6 +208,18 @@ impl RunningWorker {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The admin API's address (`HOST:PORT`), from the worker's log; for a worker started with
+    /// `--admin-addr 127.0.0.1:0`.
+    pub fn admin_addr(&self) -> String {
+        let log = self.log_text();
+        let addr = log
+            .lines()
+            .find(|line| line.contains("admin API listening"))
+            .and_then(|line| line.split("addr=").nth(1))
+            .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"));
+        addr.trim().to_owned()
+    }
+
     /// Sends SIGTERM and waits for the worker to exit; returns its status and log.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("worker running");

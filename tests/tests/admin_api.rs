@@ -205,13 +205,7 @@ fn the_binary_serves_the_api_over_tcp_with_its_token() {
         &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN],
     );
     worker.wait_until("shout runs", |worker| worker.function("public/default/shout")["state"] == "running");
-    let log = worker.log_text();
-    let addr = log
-        .lines()
-        .find(|line| line.contains("admin API listening"))
-        .and_then(|line| line.split("addr=").nth(1))
-        .map(|addr| addr.trim().to_owned())
-        .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"));
+    let addr = worker.admin_addr();
     let ask = |token: Option<&str>| {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&addr).expect("the admin API accepts");

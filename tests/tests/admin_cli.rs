@@ -14,17 +14,6 @@ use serde_json::Value;
 const TOKEN: &str = "cli-admin-token";
 const SHOUT: &str = "public/default/shout";
 
-/// The admin API's URL, from the worker's log.
-fn admin_url(worker: &RunningWorker) -> String {
-    let log = worker.log_text();
-    let addr = log
-        .lines()
-        .find(|line| line.contains("admin API listening"))
-        .and_then(|line| line.split("addr=").nth(1))
-        .unwrap_or_else(|| panic!("no admin address in the log:\n{log}"));
-    format!("http://{}", addr.trim())
-}
-
 fn pfn_functions(worker: &RunningWorker, url: &str, token: &str, args: &[&str]) -> Output {
     let mut command = worker.pfn();
     command.args(["functions"]).args(args).args(["--admin-url", url, "--token", token]);
@@ -48,7 +37,7 @@ fn list_get_and_stats_speak_to_the_admin_api() {
         &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN],
     );
     worker.wait_until("shout runs", |worker| worker.function(SHOUT)["state"] == "running");
-    let url = admin_url(&worker);
+    let url = format!("http://{}", worker.admin_addr());
     let trigger = worker.pfn().args(["functions", "trigger", SHOUT, "--value", "hi"]).output().expect("trigger");
     assert!(trigger.status.success(), "{:?}", texts(&trigger));
 
