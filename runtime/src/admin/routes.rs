@@ -58,11 +58,9 @@ async fn spec(State(state): State<AdminState>, function: Function) -> Result<Res
 
 async fn delete(State(state): State<AdminState>, function: Function) -> Result<Response, ApiError> {
     let fqfn = named(function);
-    // Deleting waits for the instances to stop: off the server's thread.
+    // Deleting waits for the instances to stop.
     let worker = state.worker.clone();
-    let deleted = tokio::task::spawn_blocking(move || worker.delete(&fqfn))
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;
+    let deleted = off_thread(move || worker.delete(&fqfn)).await??;
     Ok(Json(serde_json::json!({
         "fqfn": deleted.fqfn,
         "subscription": deleted.subscription,
@@ -70,6 +68,13 @@ async fn delete(State(state): State<AdminState>, function: Function) -> Result<R
         "warnings": deleted.warnings,
     }))
     .into_response())
+}
+
+/// Runs `work`, which waits on the worker, off the server's thread.
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))
 }
 
 fn function_status(state: &AdminState, fqfn: &str) -> Result<FunctionStatus, ApiError> {
@@ -145,9 +150,7 @@ async fn put_state(
 async fn trigger(State(state): State<AdminState>, function: Function, body: Bytes) -> Result<Response, ApiError> {
     let fqfn = named(function);
     let worker = state.worker.clone();
-    let outcome = tokio::task::spawn_blocking(move || worker.trigger(&fqfn, body.to_vec(), TRIGGER_WAIT))
-        .await
-        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;
+    let outcome = off_thread(move || worker.trigger(&fqfn, body.to_vec(), TRIGGER_WAIT)).await??;
     Ok(match outcome {
         Outcome::Output(output) => (StatusCode::OK, output).into_response(),
         Outcome::Filtered => StatusCode::NO_CONTENT.into_response(),
