@@ -19,18 +19,17 @@ mod plugins_dir;
 mod pulsar_trigger;
 mod reload;
 mod routed;
+mod runner;
 mod spec_follow;
 pub mod state;
 pub mod stats;
+mod table;
 mod watchdog;
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-        mpsc,
-    },
+    sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
 
@@ -43,7 +42,8 @@ pub use self::{
     outcomes::{Outcome, Outcomes},
 };
 use self::{
-    function::FunctionRunner, plugins_dir::PluginsDir, state::FunctionState, stats::FunctionStatus, watchdog::Watched,
+    plugins_dir::PluginsDir, state::FunctionState, stats::FunctionStatus,
+    runner::FunctionRunner, table::FunctionTable, watchdog::Watchdog,
 };
 use crate::{
     config::{FunctionSpec, SpecError},
@@ -88,9 +88,9 @@ pub enum WorkerEvent {
     /// Stop: drain and return.
     Shutdown,
     /// An instance on probation went back to the old version.
-    RolledBack { function: usize, instance: u32, from: String, to: String, reason: String },
-    /// Delete function `function` and answer on `reply`.
-    Delete { function: usize, reply: mpsc::Sender<Result<Deleted, DeleteError>> },
+    RolledBack { fqfn: String, instance: u32, from: String, to: String, reason: String },
+    /// Delete function `fqfn` and answer on `reply`.
+    Delete { fqfn: String, reply: mpsc::Sender<Result<Deleted, DeleteError>> },
 }
 
 /// Why a worker could not start.
@@ -147,7 +147,7 @@ pub struct WorkerHandle {
     pub broker: Arc<EmbeddedBroker>,
     pub topics: Topics,
     pub outcomes: Arc<Outcomes>,
-    functions: Arc<Vec<Arc<FunctionShared>>>,
+    functions: Arc<FunctionTable>,
     spec_errors: Arc<Vec<String>>,
     events: mpsc::Sender<WorkerEvent>,
     /// The cluster name the metrics carry.
@@ -193,24 +193,27 @@ impl WorkerHandle {
         &self.spec_errors
     }
 
-    /// The functions not deleted.
-    fn listed(&self) -> impl Iterator<Item = &Arc<FunctionShared>> {
-        self.functions.iter().filter(|function| !function.is_deleted())
+    /// The functions not deleted, in name order.
+    fn listed(&self) -> impl Iterator<Item = Arc<FunctionShared>> {
+        self.functions.all().into_iter().filter(|function| !function.is_deleted())
     }
 
-    fn function(&self, fqfn: &str) -> Result<&Arc<FunctionShared>, TriggerError> {
-        self.listed()
-            .find(|function| function.fqfn == fqfn)
+    fn function(&self, fqfn: &str) -> Result<Arc<FunctionShared>, TriggerError> {
+        self.functions
+            .get(fqfn)
+            .filter(|function| !function.is_deleted())
             .ok_or_else(|| TriggerError::NoSuchFunction(fqfn.to_owned()))
     }
 
     /// Deletes function `fqfn`: stops its instances (waiting up to the grace period), deletes
     /// its subscription when its spec says `cleanup_subscription`, and removes its spec file.
     pub fn delete(&self, fqfn: &str) -> Result<Deleted, DeleteError> {
-        let index = self.functions.iter().position(|function| function.fqfn == fqfn && !function.is_deleted());
-        let index = index.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
+        if self.function(fqfn).is_err() {
+            return Err(DeleteError::NoSuchFunction(fqfn.to_owned()));
+        }
         let (reply, answer) = mpsc::channel();
-        self.events.send(WorkerEvent::Delete { function: index, reply }).map_err(|_| DeleteError::ShuttingDown)?;
+        let delete = WorkerEvent::Delete { fqfn: fqfn.to_owned(), reply };
+        self.events.send(delete).map_err(|_| DeleteError::ShuttingDown)?;
         answer.recv().map_err(|_| DeleteError::ShuttingDown)?
     }
 
@@ -223,9 +226,9 @@ impl WorkerHandle {
             return Err(TriggerError::NotRunning { fqfn: fqfn.to_owned(), state });
         }
         if let Topics::Pulsar(pulsar) = &self.topics {
-            return pulsar_trigger::trigger(pulsar, function, value, wait);
+            return pulsar_trigger::trigger(pulsar, &function, value, wait);
         }
-        let topic = function.spec.inputs.first().cloned().unwrap_or_default();
+        let topic = function.spec().inputs.first().cloned().unwrap_or_default();
         let message = Arc::new(Message::from_payload(value));
         let outcome = self.outcomes.watch(&message);
         if let Err(source) = self.broker.publish_shared(&topic, &[Arc::clone(&message)]) {
@@ -256,12 +259,12 @@ pub struct Worker {
     loads: low_priority::LowPriority,
     handle: WorkerHandle,
     events: mpsc::Receiver<WorkerEvent>,
-    runners: Vec<Option<FunctionRunner>>,
+    /// The functions that run, by fully qualified name.
+    runners: HashMap<String, FunctionRunner>,
     plugins: PluginsDir,
     /// Digests that function specs pin, which make a file without a manifest acceptable.
     spec_digests: Vec<Sha256Digest>,
-    watched: Arc<Mutex<Vec<Watched>>>,
-    stop_watchdog: Arc<AtomicBool>,
+    watchdog: Watchdog,
     wiring: function::Wiring,
     /// Dropped last: what the instances staged is flushed before the worker returns.
     state_store: StateStore,
@@ -299,13 +302,11 @@ impl Worker {
             }
         }
         let state = StateStore::open(&options.state_store)?;
-        let functions: Vec<Arc<FunctionShared>> = specs
-            .into_iter()
-            .map(|(spec, file)| {
-                let store = state.function(&spec.fqfn());
-                Arc::new(FunctionShared::new(spec, file, store))
-            })
-            .collect();
+        let functions = FunctionTable::default();
+        for (spec, file) in specs {
+            let store = state.function(&spec.fqfn());
+            functions.insert(Arc::new(FunctionShared::new(spec, file, store)));
+        }
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
         let transport: Arc<dyn Transport> = match &topics {
@@ -333,15 +334,14 @@ impl Worker {
         };
         Ok(Self {
             plugins: PluginsDir::new(options.plugins_dir.clone()),
-            runners: handle.functions.iter().map(|_| None).collect(),
+            runners: HashMap::new(),
             options,
             loader,
             loads: low_priority::LowPriority::start().map_err(WorkerError::LoaderThread)?,
             handle,
             events,
             spec_digests,
-            watched: Arc::new(Mutex::new(Vec::new())),
-            stop_watchdog: Arc::new(AtomicBool::new(false)),
+            watchdog: Watchdog::default(),
             wiring,
             state_store: state,
         })
@@ -354,22 +354,17 @@ impl Worker {
     /// Starts the functions, then watches and reloads until shut down; drains and returns.
     pub fn run(mut self) -> WorkerSummary {
         tracing::info!(path = %self.state_store.path().display(), "state store open");
-        let shortest = self.handle.functions.iter().filter_map(|f| f.spec.timeout_ms).min();
-        let watchdog = shortest.and_then(|ms| {
-            let tick = watchdog::tick_for(Duration::from_millis(ms));
-            watchdog::spawn(Arc::clone(&self.watched), tick, Arc::clone(&self.stop_watchdog))
-        });
         self.start_path_plugins();
         self.scan();
         loop {
             match self.events.recv_timeout(self.options.watch_interval) {
                 Ok(WorkerEvent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Ok(WorkerEvent::RolledBack { function, instance, from, to, reason }) => {
-                    self.rolled_back(function, instance, &from, &to, &reason);
+                Ok(WorkerEvent::RolledBack { fqfn, instance, from, to, reason }) => {
+                    self.rolled_back(&fqfn, instance, &from, &to, &reason);
                 }
-                Ok(WorkerEvent::Delete { function, reply }) => {
+                Ok(WorkerEvent::Delete { fqfn, reply }) => {
                     // The asker may have given up waiting; the function is deleted either way.
-                    let _ = reply.send(self.delete(function));
+                    let _ = reply.send(self.delete(&fqfn));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.scan();
@@ -378,12 +373,7 @@ impl Worker {
             }
         }
         let summary = self.drain();
-        self.stop_watchdog.store(true, Ordering::Release);
-        if let Some(watchdog) = watchdog
-            && watchdog.join().is_err()
-        {
-            tracing::error!("the timeout watchdog panicked");
-        }
+        self.watchdog.stop();
         summary
     }
 
@@ -402,11 +392,11 @@ impl Worker {
     fn drain(&mut self) -> WorkerSummary {
         tracing::info!(grace_period = ?self.options.grace_period, "shutting down: draining in-flight work");
         let deadline = Instant::now() + self.options.grace_period;
-        for runner in self.runners.iter().flatten() {
+        for runner in self.runners.values() {
             runner.request_stop();
         }
         let mut stuck = Vec::new();
-        for runner in self.runners.iter_mut().filter_map(Option::take) {
+        for (_, runner) in self.runners.drain() {
             let fqfn = runner.shared.fqfn.clone();
             stuck.extend(runner.join(deadline).into_iter().map(|id| (fqfn.clone(), id)));
         }

@@ -19,8 +19,9 @@ impl WorkerHandle {
     pub fn names(&self, tenant: &str, namespace: &str) -> Vec<String> {
         let mut names: Vec<String> = self
             .listed()
-            .filter(|function| function.spec.tenant == tenant && function.spec.namespace == namespace)
-            .map(|function| function.spec.name.clone())
+            .map(|function| function.spec())
+            .filter(|spec| spec.tenant == tenant && spec.namespace == namespace)
+            .map(|spec| spec.name.clone())
             .collect();
         names.sort();
         names
@@ -28,7 +29,7 @@ impl WorkerHandle {
 
     /// The spec function `fqfn` runs.
     pub fn spec(&self, fqfn: &str) -> Result<FunctionSpec, TriggerError> {
-        Ok(self.function(fqfn)?.spec.clone())
+        Ok(FunctionSpec::clone(&self.function(fqfn)?.spec()))
     }
 
     /// The metrics of each of function `fqfn`'s instances, by instance id (none while it does

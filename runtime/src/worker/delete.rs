@@ -2,12 +2,12 @@
 //! when its spec says `cleanup_subscription` (the default, as in Pulsar), and its spec file is
 //! removed so that the function does not come back when the worker restarts.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::Worker;
-use crate::{config::FunctionSpec, io::transport::TransportError, sync::lock};
+use crate::{config::FunctionSpec, io::transport::TransportError};
 
 /// What deleting a function did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,16 +31,14 @@ pub enum DeleteError {
 }
 
 impl Worker {
-    /// Deletes function `index`: stops its instances (up to the grace period), detaches their
+    /// Deletes function `fqfn`: stops its instances (up to the grace period), detaches their
     /// consumers, deletes its subscription if asked to, and removes its spec file.
-    pub(super) fn delete(&mut self, index: usize) -> Result<Deleted, DeleteError> {
-        let shared = Arc::clone(&self.handle.functions[index]);
-        if shared.is_deleted() {
-            return Err(DeleteError::NoSuchFunction(shared.fqfn.clone()));
-        }
+    pub(super) fn delete(&mut self, fqfn: &str) -> Result<Deleted, DeleteError> {
+        let shared = self.handle.functions.get(fqfn).filter(|shared| !shared.is_deleted());
+        let shared = shared.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
         let mut warnings = Vec::new();
         let mut stuck = Vec::new();
-        if let Some(runner) = self.runners[index].take() {
+        if let Some(runner) = self.runners.remove(fqfn) {
             runner.request_stop();
             stuck = runner.join(Instant::now() + self.options.grace_period);
             if !stuck.is_empty() {
@@ -50,11 +48,11 @@ impl Worker {
                 ));
             }
         }
-        lock(&self.watched).retain(|watched| watched.fqfn != shared.fqfn);
+        self.watchdog.forget(|watched| watched.fqfn == shared.fqfn);
         shared.retire_instances(&stuck);
-        let spec = &shared.spec;
+        let spec = shared.spec();
         let subscription_deleted = spec.cleanup_subscription
-            && match self.delete_subscription(spec) {
+            && match self.delete_subscription(&spec) {
                 Ok(()) => true,
                 Err(error) => {
                     warnings.push(format!("subscription kept: {error}"));
@@ -68,6 +66,7 @@ impl Worker {
             ));
         }
         shared.mark_deleted();
+        self.handle.functions.remove(fqfn);
         let subscription = spec.subscription();
         tracing::info!(fqfn = %shared.fqfn, %subscription, subscription_deleted, "function deleted");
         for warning in &warnings {

@@ -1,44 +1,39 @@
-//! One function in the worker: its instances' threads, the plugin they run, and swapping it.
+//! One function in the worker as the other threads see it (its spec, state, instances and
+//! history), why it may fail to start, and what every function is wired to.
 
 use std::{
     path::PathBuf,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
-    thread::JoinHandle,
-    time::{Duration, Instant},
 };
 
 use super::{
     WorkerEvent,
-    control::{InstanceControl, Swap},
-    instance_loop::{Backoff, InstanceLoop, LoopSettings},
+    control::InstanceControl,
+    instance_loop::Backoff,
     outcomes::Outcomes,
     spec_follow::SpecSeen,
     state::FunctionState,
     stats::{FunctionStatus, Refusal, Reload},
-    watchdog::Watched,
 };
 use crate::{
     config::FunctionSpec,
-    context::{FunctionIdentity, Services},
-    execute::Policy,
-    instance::{InitError, PluginInstance},
+    instance::InitError,
     io::transport::{Transport, TransportError},
-    loader::Plugin,
-    plugin_log::{FunctionLog, topic::LogTopic},
-    secrets::{SecretError, Secrets, WorkerSecrets},
-    state::{FunctionStore, StateSlot},
+    plugin_log::FunctionLog,
+    secrets::{SecretError, WorkerSecrets},
+    state::FunctionStore,
     sync::lock,
-    telemetry::{InstanceLabels, InstanceMetrics},
 };
 
 /// What a function shares with status requests.
 #[derive(Debug)]
 pub struct FunctionShared {
-    pub spec: FunctionSpec,
+    /// The spec the function runs; an update replaces it.
+    spec: RwLock<Arc<FunctionSpec>>,
     /// The function's state, shared by its instances and read and written by the command line.
     pub store: FunctionStore,
     pub fqfn: String,
@@ -66,7 +61,7 @@ impl FunctionShared {
         Self {
             store,
             fqfn: spec.fqfn(),
-            spec,
+            spec: RwLock::new(Arc::new(spec)),
             spec_file,
             deleted: AtomicBool::new(false),
             state: Mutex::new(FunctionState::WaitingForPlugin),
@@ -77,6 +72,11 @@ impl FunctionShared {
             log,
             spec_seen,
         }
+    }
+
+    /// The spec the function runs.
+    pub fn spec(&self) -> Arc<FunctionSpec> {
+        Arc::clone(&self.spec.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether the function was deleted: it is no longer listed, started or triggered.
@@ -133,13 +133,14 @@ impl FunctionShared {
     }
 
     pub fn status(&self) -> FunctionStatus {
+        let spec = self.spec();
         FunctionStatus {
             fqfn: self.fqfn.clone(),
-            plugin: self.spec.plugin.clone(),
+            plugin: spec.plugin.clone(),
             state: self.state(),
             version: lock(&self.version).clone(),
-            inputs: self.spec.inputs.clone(),
-            output: self.spec.output.clone(),
+            inputs: spec.inputs.clone(),
+            output: spec.output.clone(),
             instances: lock(&self.instances).iter().map(|control| control.stats.snapshot(control.id)).collect(),
             reloads: lock(&self.reloads).clone(),
             refusals: lock(&self.refusals).clone(),
@@ -186,212 +187,4 @@ pub(super) struct Wiring {
     pub timing: bool,
     /// The worker-wide secrets file's contents, for `worker:` references.
     pub secrets: Option<Arc<WorkerSecrets>>,
-}
-
-/// A running function.
-#[derive(Debug)]
-pub(super) struct FunctionRunner {
-    pub shared: Arc<FunctionShared>,
-    pub plugin: Plugin,
-    /// The version before the last upgrade, kept for a rollback.
-    pub previous: Option<Plugin>,
-    controls: Vec<Arc<InstanceControl>>,
-    threads: Vec<JoinHandle<()>>,
-    /// The function's secrets, resolved when it started, for the instances of new versions too.
-    secrets: Arc<Secrets>,
-}
-
-/// Creates one instance of `plugin` per instance id of the function, each with its services.
-fn instantiate_all(
-    spec: &FunctionSpec,
-    plugin: &Plugin,
-    services: &[Services],
-) -> Result<Vec<PluginInstance>, InitError> {
-    (0..spec.parallelism).zip(services).map(|(id, services)| instantiate(spec, plugin, id, services)).collect()
-}
-
-/// Creates instance `id` of `plugin`, with `services`.
-fn instantiate(
-    spec: &FunctionSpec,
-    plugin: &Plugin,
-    id: u32,
-    services: &Services,
-) -> Result<PluginInstance, InitError> {
-    plugin.instantiate(FunctionIdentity::for_spec(spec, id), services.clone())
-}
-
-/// The services of an instance: its control's state slot and metrics, and the function's secrets.
-fn services_of(control: &InstanceControl, secrets: &Arc<Secrets>, log: &Arc<FunctionLog>) -> Services {
-    Services {
-        state: Some(Arc::clone(&control.state)),
-        metrics: Some(Arc::clone(&control.stats.metrics)),
-        secrets: Some(Arc::clone(secrets)),
-        log: Some(Arc::clone(log)),
-    }
-}
-
-impl FunctionRunner {
-    /// Initialises every instance, then subscribes each one and starts its thread.
-    pub fn start(
-        shared: Arc<FunctionShared>,
-        plugin: Plugin,
-        index: usize,
-        wiring: &Wiring,
-    ) -> Result<(Self, Vec<Watched>), StartError> {
-        let spec = &shared.spec;
-        let fqfn = shared.fqfn.clone();
-        if let Err(refusal) = wiring.transport.offers(spec.processing_guarantees) {
-            return Err(StartError::Unsupported { fqfn, refusal });
-        }
-        let secrets = Secrets::resolve(&spec.secrets, wiring.secrets.as_deref(), |name| std::env::var(name).ok())
-            .map_err(|reason| StartError::Secret { fqfn: fqfn.clone(), reason })?
-            .shared();
-        let parts: Vec<(Arc<StateSlot>, Arc<InstanceMetrics>)> = (0..spec.parallelism)
-            .map(|id| {
-                let labels = InstanceLabels {
-                    tenant: spec.tenant.clone(),
-                    namespace: spec.namespace.clone(),
-                    name: spec.name.clone(),
-                    instance_id: id,
-                    cluster: wiring.cluster.clone(),
-                };
-                (Arc::new(StateSlot::new(shared.store.clone())), Arc::new(InstanceMetrics::new(labels)))
-            })
-            .collect();
-        let services: Vec<Services> = parts
-            .iter()
-            .map(|(slot, metrics)| Services {
-                state: Some(Arc::clone(slot)),
-                metrics: Some(Arc::clone(metrics)),
-                secrets: Some(Arc::clone(&secrets)),
-                log: Some(Arc::clone(&shared.log)),
-            })
-            .collect();
-        let instances = instantiate_all(spec, &plugin, &services)?;
-        let settings = Arc::new(LoopSettings {
-            fqfn: fqfn.clone(),
-            function: index,
-            output: spec.output.clone(),
-            forward_properties: spec.forward_source_message_property,
-            mark_outputs: wiring.transport.marks_outputs(),
-            dead_letter_topic: spec.dead_letter(),
-            policy: Policy { guarantees: spec.processing_guarantees, max_message_retries: spec.max_message_retries },
-            timeouts: spec.timeout_ms.is_some(),
-            nack_backoff: wiring.backoff,
-            timing: wiring.timing,
-        });
-        let mut controls = Vec::new();
-        let mut threads = Vec::new();
-        let mut watched = Vec::new();
-        let request = spec.subscription_request();
-        let sink = wiring.transport.sink(spec.producer_settings());
-        if let Some(topic) = &spec.log_topic {
-            let log_topic = LogTopic::start(&fqfn, topic.clone(), Arc::clone(&sink))
-                .map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
-            shared.log.attach_topic(log_topic);
-        }
-        for ((id, instance), (slot, metrics)) in (0..).zip(instances).zip(parts) {
-            let source = wiring
-                .transport
-                .subscribe(&request)
-                .map_err(|source| StartError::Subscribe { fqfn: fqfn.clone(), source })?;
-            let control = Arc::new(InstanceControl::new(id, source, &plugin.info.version, slot, metrics));
-            if let Some(timeout_ms) = spec.timeout_ms {
-                let timeout = Duration::from_millis(timeout_ms);
-                watched.push(Watched::new(fqfn.clone(), timeout, wiring.backoff, Arc::clone(&control)));
-            }
-            let instance_loop = InstanceLoop::new(
-                Arc::clone(&control),
-                instance,
-                Arc::clone(&settings),
-                Arc::clone(&sink),
-                Arc::clone(&wiring.outcomes),
-                wiring.events.clone(),
-            );
-            let thread = std::thread::Builder::new()
-                .name(format!("pfn-{}-{id}", spec.name))
-                .spawn(move || instance_loop.run())
-                .map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
-            controls.push(control);
-            threads.push(thread);
-        }
-        *lock(&shared.instances) = controls.clone();
-        *lock(&shared.version) = Some(plugin.info.version.clone());
-        shared.set_state(FunctionState::Running);
-        tracing::info!(fqfn = %shared.fqfn, version = %plugin.info.version, instances = controls.len(), "function started");
-        Ok((Self { shared, plugin, previous: None, controls, threads, secrets }, watched))
-    }
-
-    /// Initialises an instance of `plugin` per instance, then leaves each one to be switched
-    /// to at its instance's next message boundary. Nothing changes if any init fails.
-    pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
-        let services: Vec<Services> =
-            self.controls.iter().map(|control| services_of(control, &self.secrets, &self.shared.log)).collect();
-        let instances = instantiate_all(&self.shared.spec, &plugin, &services)?;
-        for (control, instance) in self.controls.iter().zip(instances) {
-            // A swap the instance had not taken yet is superseded by this one.
-            drop(control.offer_swap(Swap { instance, probation }));
-        }
-        *lock(&self.shared.version) = Some(plugin.info.version.clone());
-        self.previous = Some(std::mem::replace(&mut self.plugin, plugin));
-        Ok(())
-    }
-
-    /// Puts every instance back on the previous version after instance `reporter` rolled
-    /// itself back from `from`. Returns false when `from` is not the running version (the
-    /// rollback was already done for another instance's report).
-    pub fn roll_back(&mut self, reporter: u32, from: &str) -> bool {
-        if self.plugin.info.version != from {
-            return false;
-        }
-        let Some(previous) = self.previous.take() else { return false };
-        for control in &self.controls {
-            if control.id == reporter || control.take_swap().is_some() {
-                continue;
-            }
-            if *lock(&control.stats.version) != from {
-                continue;
-            }
-            match instantiate(
-                &self.shared.spec,
-                &previous,
-                control.id,
-                &services_of(control, &self.secrets, &self.shared.log),
-            ) {
-                Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
-                Err(error) => {
-                    tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")
-                }
-            }
-        }
-        *lock(&self.shared.version) = Some(previous.info.version.clone());
-        self.plugin = previous;
-        true
-    }
-
-    /// Asks every instance to stop after its batch in hand.
-    pub fn request_stop(&self) {
-        for control in &self.controls {
-            control.request_stop();
-        }
-    }
-
-    /// Waits for the instances to stop, until `deadline`. Returns the ids still running.
-    pub fn join(self, deadline: Instant) -> Vec<u32> {
-        let mut stuck = Vec::new();
-        for (control, thread) in self.controls.iter().zip(self.threads) {
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if thread.is_finished() {
-                if thread.join().is_err() {
-                    tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, "instance thread panicked");
-                }
-            } else {
-                stuck.push(control.id);
-            }
-        }
-        self.shared.set_state(if stuck.is_empty() { FunctionState::Stopped } else { FunctionState::Stopping });
-        stuck
-    }
 }

@@ -44,7 +44,6 @@ const SLOW_DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(super) struct LoopSettings {
     pub fqfn: String,
-    pub function: usize,
     pub output: Option<String>,
     /// Outputs keep their input's properties and event time.
     pub forward_properties: bool,
@@ -510,7 +509,7 @@ impl InstanceLoop {
         *lock(&self.control.stats.version) = to.clone();
         tracing::warn!(%from, %to, failures = probation.threshold, %error, "new version failed where the old did not; rolled back");
         let event = WorkerEvent::RolledBack {
-            function: self.settings.function,
+            fqfn: self.settings.fqfn.clone(),
             instance: self.control.id,
             from,
             to,

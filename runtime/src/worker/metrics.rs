@@ -44,7 +44,7 @@ impl WorkerHandle {
 impl FunctionShared {
     /// Adds the function's samples, and its instances', to a scrape.
     fn expose(&self, exposition: &mut Exposition, cluster: &str, now: Instant) {
-        let spec = &self.spec;
+        let spec = self.spec();
         let labels = function_labels(&spec.tenant, &spec.namespace, &spec.name, cluster);
         if let Some(version) = lock(&self.version).clone() {
             let mut labels = labels.clone();

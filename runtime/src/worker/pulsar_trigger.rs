@@ -27,8 +27,9 @@ pub(super) fn trigger(
     wait: Duration,
 ) -> Result<Outcome, TriggerError> {
     let fqfn = function.fqfn.clone();
-    let output = function.spec.output.clone().ok_or_else(|| TriggerError::NoOutput { fqfn: fqfn.clone() })?;
-    let input = function.spec.inputs.first().cloned().ok_or_else(|| TriggerError::NoOutput { fqfn: fqfn.clone() })?;
+    let spec = function.spec();
+    let output = spec.output.clone().ok_or_else(|| TriggerError::NoOutput { fqfn: fqfn.clone() })?;
+    let input = spec.inputs.first().cloned().ok_or_else(|| TriggerError::NoOutput { fqfn: fqfn.clone() })?;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
     let request = SubscriptionRequest {
         position: SubscriptionPosition::Latest,

@@ -1,12 +1,15 @@
 //! Deciding what to do with a settled plugin file: start a waiting function with it, swap it
 //! in for a lower running version, or refuse it (logged and counted) and keep what runs.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use super::{
-    Worker,
-    function::FunctionRunner,
+    FunctionShared, Worker,
     plugins_dir::{PluginFile, identify},
+    runner::FunctionRunner,
     state::FunctionState,
     stats::{Refusal, Reload},
 };
@@ -19,14 +22,14 @@ use crate::{
 impl Worker {
     /// Starts the functions whose spec names a plugin file by path (these are not watched).
     pub(super) fn start_path_plugins(&mut self) {
-        for index in 0..self.runners.len() {
-            let shared = std::sync::Arc::clone(&self.handle.functions[index]);
-            if !super::is_path(&shared.spec.plugin) {
+        for shared in self.handle.functions.all() {
+            let spec = shared.spec();
+            if !super::is_path(&spec.plugin) {
                 continue;
             }
-            let path = PathBuf::from(&shared.spec.plugin);
-            match self.load(&path, spec_pin(&shared.spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
-                Ok(plugin) => self.start(index, plugin, &path),
+            let path = PathBuf::from(&spec.plugin);
+            match self.load(&path, spec_pin(&spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
+                Ok(plugin) => self.start(&shared, plugin, &path),
                 Err(error) => {
                     shared.set_state(FunctionState::Failed(error.to_string()));
                     shared.refuse(Refusal {
@@ -51,23 +54,20 @@ impl Worker {
             }
         }
         files.sort_by(|a, b| b.version.cmp(&a.version));
-        for index in 0..self.runners.len() {
-            let function = &self.handle.functions[index];
-            let spec = &function.spec;
+        for function in self.handle.functions.all() {
+            let spec = function.spec();
             if super::is_path(&spec.plugin) || function.is_deleted() {
                 continue;
             }
-            let wanted: Vec<PluginFile> = files.iter().filter(|file| file.name == spec.plugin).cloned().collect();
-            for file in wanted {
-                self.offer(index, &file);
+            for file in files.iter().filter(|file| file.name == spec.plugin) {
+                self.offer(&function, file);
             }
         }
     }
 
-    /// Offers one file to function `index`.
-    fn offer(&mut self, index: usize, file: &PluginFile) {
-        let shared = std::sync::Arc::clone(&self.handle.functions[index]);
-        let spec = &shared.spec;
+    /// Offers one file to function `shared`.
+    fn offer(&mut self, shared: &Arc<FunctionShared>, file: &PluginFile) {
+        let spec = shared.spec();
         let refuse = |kind: &str, reason: String| {
             shared.refuse(Refusal {
                 file: file.path.display().to_string(),
@@ -83,7 +83,7 @@ impl Worker {
                 format!("version {} is outside plugin_version {}", file.version, spec.plugin_version),
             );
         }
-        if let Some(runner) = &self.runners[index]
+        if let Some(runner) = self.runners.get(&shared.fqfn)
             && file.version <= runner.plugin.version
         {
             return refuse(
@@ -105,8 +105,8 @@ impl Worker {
                 ),
             );
         }
-        match self.runners[index].as_mut() {
-            None => self.start(index, plugin, &file.path),
+        match self.runners.get_mut(&shared.fqfn) {
+            None => self.start(shared, plugin, &file.path),
             Some(runner) => {
                 let from = runner.plugin.info.version.clone();
                 let probation = (self.options.rollback_after > 0).then_some(self.options.rollback_after);
@@ -140,14 +140,13 @@ impl Worker {
         self.loads.run(move || loader.load(&path, pin))
     }
 
-    /// Starts function `index` with `plugin`.
-    fn start(&mut self, index: usize, plugin: Plugin, path: &Path) {
-        let shared = std::sync::Arc::clone(&self.handle.functions[index]);
+    /// Starts function `shared` with `plugin`.
+    fn start(&mut self, shared: &Arc<FunctionShared>, plugin: Plugin, path: &Path) {
         let version = plugin.info.version.clone();
-        match FunctionRunner::start(std::sync::Arc::clone(&shared), plugin, index, &self.wiring) {
+        match FunctionRunner::start(Arc::clone(shared), plugin, &self.wiring) {
             Ok((runner, watched)) => {
-                crate::sync::lock(&self.watched).extend(watched);
-                self.runners[index] = Some(runner);
+                self.watchdog.watch(watched);
+                self.runners.insert(shared.fqfn.clone(), runner);
             }
             Err(error) => {
                 shared.set_state(FunctionState::Failed(error.to_string()));
@@ -162,8 +161,8 @@ impl Worker {
     }
 
     /// An instance rolled back from `from` to `to`: put the others back too, and report it.
-    pub(super) fn rolled_back(&mut self, index: usize, instance: u32, from: &str, to: &str, reason: &str) {
-        let Some(runner) = self.runners.get_mut(index).and_then(Option::as_mut) else { return };
+    pub(super) fn rolled_back(&mut self, fqfn: &str, instance: u32, from: &str, to: &str, reason: &str) {
+        let Some(runner) = self.runners.get_mut(fqfn) else { return };
         if runner.roll_back(instance, from) {
             let shared = &runner.shared;
             tracing::warn!(fqfn = %shared.fqfn, %from, %to, %reason, "rolled back to the previous version");

@@ -29,12 +29,12 @@ impl SpecSeen {
 impl Worker {
     /// Looks at every function's spec file and applies what may change while it runs.
     pub(super) fn follow_spec_files(&self) {
-        for function in self.handle.functions.iter().filter(|function| !function.is_deleted()) {
+        for function in self.handle.listed() {
             let Ok(modified) = fs::metadata(&function.spec_file).and_then(|metadata| metadata.modified()) else {
                 continue;
             };
             if function.spec_seen.changed(modified) {
-                apply_changed_spec(function);
+                apply_changed_spec(&function);
             }
         }
     }
@@ -62,8 +62,9 @@ fn apply_changed_spec(function: &FunctionShared) {
     }
     function.log.set_level(spec.log_level.as_deref());
     tracing::info!(fqfn = %function.fqfn, log_level = spec.log_level.as_deref().unwrap_or("the worker's"), "log level applied from the changed spec");
-    spec.log_level.clone_from(&function.spec.log_level);
-    if spec != function.spec {
+    let running = function.spec();
+    spec.log_level.clone_from(&running.log_level);
+    if spec != *running {
         tracing::warn!(fqfn = %function.fqfn, "the spec changed beyond log_level; the rest applies when the function restarts");
     }
 }

@@ -7,7 +7,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -83,30 +83,66 @@ impl Watched {
 }
 
 /// How often the watchdog looks, for the shortest timeout it enforces.
-pub(super) fn tick_for(shortest: Duration) -> Duration {
+fn tick_for(shortest: Duration) -> Duration {
     (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
 }
 
-/// Starts the watchdog over `watched` (which may grow), until `stop` is set.
-pub(super) fn spawn(
+/// The timeout watchdog: its thread starts with the first instance watched and looks as often
+/// as the shortest timeout among those watched needs.
+#[derive(Debug, Default)]
+pub(super) struct Watchdog {
     watched: Arc<Mutex<Vec<Watched>>>,
-    tick: Duration,
+    /// The tick, in microseconds.
+    tick: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> Option<thread::JoinHandle<()>> {
-    let spawned = thread::Builder::new().name("pfn-watchdog".into()).spawn(move || {
-        while !stop.load(Ordering::Acquire) {
-            thread::sleep(tick);
-            let now = Instant::now();
-            for instance in lock(&watched).iter_mut() {
-                instance.check(now);
-            }
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Watches `instances` too.
+    pub fn watch(&mut self, instances: Vec<Watched>) {
+        let Some(shortest) = instances.iter().map(|instance| instance.timeout).min() else { return };
+        let tick = u64::try_from(tick_for(shortest).as_micros()).unwrap_or(u64::MAX);
+        self.tick.fetch_min(tick, Ordering::AcqRel);
+        lock(&self.watched).extend(instances);
+        if self.thread.is_none() {
+            self.tick.store(tick, Ordering::Release);
+            self.thread = self.spawn();
         }
-    });
-    match spawned {
-        Ok(handle) => Some(handle),
-        Err(error) => {
-            tracing::error!(%error, "cannot start the timeout watchdog; timeouts are not enforced");
-            None
+    }
+
+    /// Stops watching the instances `unwatch` picks.
+    pub fn forget(&self, unwatch: impl Fn(&Watched) -> bool) {
+        lock(&self.watched).retain(|instance| !unwatch(instance));
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the timeout watchdog panicked");
+        }
+    }
+
+    fn spawn(&self) -> Option<thread::JoinHandle<()>> {
+        let (watched, tick, stop) = (Arc::clone(&self.watched), Arc::clone(&self.tick), Arc::clone(&self.stop));
+        let spawned = thread::Builder::new().name("pfn-watchdog".into()).spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                thread::sleep(Duration::from_micros(tick.load(Ordering::Acquire)));
+                let now = Instant::now();
+                for instance in lock(&watched).iter_mut() {
+                    instance.check(now);
+                }
+            }
+        });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the timeout watchdog; timeouts are not enforced");
+                None
+            }
         }
     }
 }
