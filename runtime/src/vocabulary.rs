@@ -10,18 +10,23 @@ pub fn fqfn(tenant: &str, namespace: &str, name: &str) -> String {
     format!("{tenant}/{namespace}/{name}")
 }
 
-/// When an input is acknowledged, as Pulsar Functions name it.
+/// When an input is acknowledged, as Pulsar Functions name it (Pulsar's `ATLEAST_ONCE` spellings
+/// are accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessingGuarantees {
     /// Acknowledge before processing: a failure loses the message.
+    #[serde(alias = "ATMOST_ONCE")]
     AtMostOnce,
     /// Acknowledge after every output and publish has its receipt (the default).
     #[default]
+    #[serde(alias = "ATLEAST_ONCE")]
     AtLeastOnce,
     /// At-least-once with broker-side deduplication of outputs.
+    #[serde(alias = "EFFECTIVELY_ONCE")]
     EffectivelyOnce,
     /// The function acknowledges through its context.
+    #[serde(alias = "MANUAL")]
     Manual,
 }
 
@@ -159,5 +164,19 @@ mod tests {
         }
         let refused = "exclusive".parse::<SubscriptionType>().expect_err("not a pfn subscription type");
         assert!(refused.to_string().contains("key-shared"), "{refused}");
+    }
+
+    #[test]
+    fn processing_guarantees_read_pfns_names_and_pulsars() {
+        let read = |name: &str| serde_json::from_value::<ProcessingGuarantees>(serde_json::json!(name));
+        for (pfn, pulsar, guarantee) in [
+            ("at_most_once", "ATMOST_ONCE", ProcessingGuarantees::AtMostOnce),
+            ("at_least_once", "ATLEAST_ONCE", ProcessingGuarantees::AtLeastOnce),
+            ("effectively_once", "EFFECTIVELY_ONCE", ProcessingGuarantees::EffectivelyOnce),
+            ("manual", "MANUAL", ProcessingGuarantees::Manual),
+        ] {
+            assert_eq!(read(pfn).expect("pfn's name"), guarantee);
+            assert_eq!(read(pulsar).expect("Pulsar's name"), guarantee);
+        }
     }
 }

@@ -7,10 +7,12 @@
 //! rollbacks and shutdown. Status and triggers are served through a [`WorkerHandle`].
 
 mod admin_view;
+mod apply;
 mod commits;
 mod control;
 mod delete;
 mod function;
+mod functions_dir;
 mod instance_loop;
 mod low_priority;
 mod metrics;
@@ -20,33 +22,35 @@ mod pulsar_trigger;
 mod reload;
 mod routed;
 mod runner;
-mod spec_follow;
 pub mod state;
 pub mod stats;
 mod table;
+mod update_plan;
 mod watchdog;
 
 use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::{Arc, mpsc},
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
 use thiserror::Error;
 
 pub use self::{
+    apply::Applied,
     delete::{DeleteError, Deleted},
     function::{FunctionShared, StartError},
     instance_loop::Backoff,
     outcomes::{Outcome, Outcomes},
 };
 use self::{
+    delete::SpecFile,
+    functions_dir::FunctionsDir,
     plugins_dir::PluginsDir, state::FunctionState, stats::FunctionStatus,
     runner::FunctionRunner, table::FunctionTable, watchdog::Watchdog,
 };
 use crate::{
-    config::{FunctionSpec, SpecError},
     io::{
         embedded::EmbeddedBroker,
         pulsar::PulsarTransport,
@@ -91,6 +95,8 @@ pub enum WorkerEvent {
     RolledBack { fqfn: String, instance: u32, from: String, to: String, reason: String },
     /// Delete function `fqfn` and answer on `reply`.
     Delete { fqfn: String, reply: mpsc::Sender<Result<Deleted, DeleteError>> },
+    /// Apply the functions directory now and answer with what each changed file came to.
+    ApplySpecs { reply: mpsc::Sender<Vec<(PathBuf, Applied)>> },
 }
 
 /// Why a worker could not start.
@@ -148,7 +154,8 @@ pub struct WorkerHandle {
     pub topics: Topics,
     pub outcomes: Arc<Outcomes>,
     functions: Arc<FunctionTable>,
-    spec_errors: Arc<Vec<String>>,
+    /// Spec files refused, each with why.
+    spec_errors: Arc<Mutex<BTreeMap<PathBuf, String>>>,
     events: mpsc::Sender<WorkerEvent>,
     /// The cluster name the metrics carry.
     cluster: Arc<str>,
@@ -189,8 +196,16 @@ impl WorkerHandle {
     }
 
     /// Spec files that were refused, each with why.
-    pub fn spec_errors(&self) -> &[String] {
-        &self.spec_errors
+    pub fn spec_errors(&self) -> Vec<String> {
+        crate::sync::lock(&self.spec_errors).values().cloned().collect()
+    }
+
+    /// Applies the functions directory now (as the worker does every watch interval); returns
+    /// what each spec file changed since the last look came to.
+    pub fn apply_specs(&self) -> Result<Vec<(PathBuf, Applied)>, DeleteError> {
+        let (reply, answer) = mpsc::channel();
+        self.events.send(WorkerEvent::ApplySpecs { reply }).map_err(|_| DeleteError::ShuttingDown)?;
+        answer.recv().map_err(|_| DeleteError::ShuttingDown)
     }
 
     /// The functions not deleted, in name order.
@@ -262,6 +277,7 @@ pub struct Worker {
     /// The functions that run, by fully qualified name.
     runners: HashMap<String, FunctionRunner>,
     plugins: PluginsDir,
+    functions_dir: FunctionsDir,
     /// Digests that function specs pin, which make a file without a manifest acceptable.
     spec_digests: Vec<Sha256Digest>,
     watchdog: Watchdog,
@@ -278,35 +294,10 @@ impl Worker {
         broker: Arc<EmbeddedBroker>,
         topics: Topics,
     ) -> Result<Self, WorkerError> {
-        let (specs, spec_errors) = read_specs(&options.functions_dir)?;
-        std::fs::read_dir(&options.plugins_dir).map_err(|source| WorkerError::Directory {
-            what: "plugins",
-            path: options.plugins_dir.clone(),
-            source,
-        })?;
-        let spec_digests = specs
-            .iter()
-            .filter_map(|(spec, _)| spec.plugin_sha256.as_deref())
-            .filter_map(|d| Sha256Digest::parse(d).ok());
-        let spec_digests = spec_digests.collect();
-        // Subscriptions exist from the moment the worker knows the function, as in Pulsar, so that
-        // what is published before its plugin is running (or loaded at all) waits for it.
-        if let Topics::Embedded = topics {
-            for (spec, _) in &specs {
-                for topic in &spec.inputs {
-                    let created = broker.create_subscription(topic, &spec.subscription(), spec.subscription_type());
-                    if let Err(error) = created {
-                        tracing::error!(fqfn = %spec.fqfn(), %error, "cannot create the function's subscription");
-                    }
-                }
-            }
+        for (what, path) in [("functions", &options.functions_dir), ("plugins", &options.plugins_dir)] {
+            std::fs::read_dir(path).map_err(|source| WorkerError::Directory { what, path: path.clone(), source })?;
         }
         let state = StateStore::open(&options.state_store)?;
-        let functions = FunctionTable::default();
-        for (spec, file) in specs {
-            let store = state.function(&spec.fqfn());
-            functions.insert(Arc::new(FunctionShared::new(spec, file, store)));
-        }
         let (sender, events) = mpsc::channel();
         let outcomes = Arc::new(Outcomes::default());
         let transport: Arc<dyn Transport> = match &topics {
@@ -326,25 +317,29 @@ impl Worker {
             broker,
             topics,
             outcomes,
-            functions: Arc::new(functions),
-            spec_errors: Arc::new(spec_errors),
+            functions: Arc::new(FunctionTable::default()),
+            spec_errors: Arc::default(),
             events: sender,
             cluster: Arc::from(options.cluster.as_str()),
             flushes: state.flush_metrics(),
         };
-        Ok(Self {
+        let mut worker = Self {
             plugins: PluginsDir::new(options.plugins_dir.clone()),
+            functions_dir: FunctionsDir::new(options.functions_dir.clone()),
             runners: HashMap::new(),
             options,
             loader,
             loads: low_priority::LowPriority::start().map_err(WorkerError::LoaderThread)?,
             handle,
             events,
-            spec_digests,
+            spec_digests: Vec::new(),
             watchdog: Watchdog::default(),
             wiring,
             state_store: state,
-        })
+        };
+        // The functions are known (and subscribed) from here; they start when the worker runs.
+        worker.follow_functions_dir(false);
+        Ok(worker)
     }
 
     pub fn handle(&self) -> WorkerHandle {
@@ -364,11 +359,14 @@ impl Worker {
                 }
                 Ok(WorkerEvent::Delete { fqfn, reply }) => {
                     // The asker may have given up waiting; the function is deleted either way.
-                    let _ = reply.send(self.delete(&fqfn));
+                    let _ = reply.send(self.delete(&fqfn, SpecFile::Remove));
+                }
+                Ok(WorkerEvent::ApplySpecs { reply }) => {
+                    let _ = reply.send(self.follow_functions_dir(true));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.scan();
-                    self.follow_spec_files();
+                    self.follow_functions_dir(true);
                 }
             }
         }
@@ -406,44 +404,6 @@ impl Worker {
         }
         WorkerSummary { functions: self.handle.status(None).unwrap_or_default(), stuck }
     }
-}
-
-/// Valid function specs, each with the file it was read from.
-type SpecFiles = Vec<(FunctionSpec, PathBuf)>;
-
-/// Reads every `.toml`, `.json`, `.yaml` or `.yml` file of `dir` as a function spec. Returns the
-/// valid specs and, for each refused file, why.
-fn read_specs(dir: &Path) -> Result<(SpecFiles, Vec<String>), WorkerError> {
-    let directory_error = |source| WorkerError::Directory { what: "functions", path: dir.into(), source };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(directory_error)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("toml" | "json" | "yaml" | "yml")))
-        .collect();
-    paths.sort();
-    let mut specs: SpecFiles = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        match FunctionSpec::from_file(&path) {
-            Ok(spec) if specs.iter().any(|(other, _)| other.fqfn() == spec.fqfn()) => {
-                errors.push(format!("{}: function {} is defined twice", path.display(), spec.fqfn()));
-            }
-            Ok(mut spec) => {
-                if is_path(&spec.plugin) && Path::new(&spec.plugin).is_relative() {
-                    spec.plugin = dir.join(&spec.plugin).display().to_string();
-                }
-                specs.push((spec, path));
-            }
-            Err(SpecError::Format { path }) => {
-                errors.push(format!("{path}: YAML specs are not supported; use TOML or JSON"))
-            }
-            Err(error) => errors.push(error.to_string()),
-        }
-    }
-    for error in &errors {
-        tracing::error!(%error, "function spec refused; the other functions run");
-    }
-    Ok((specs, errors))
 }
 
 /// Whether a spec's `plugin` is a path rather than a declared name.

@@ -30,10 +30,19 @@ pub enum DeleteError {
     ShuttingDown,
 }
 
+/// What becomes of a deleted function's spec file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SpecFile {
+    /// Removed, so that the function does not come back when the worker restarts.
+    Remove,
+    /// Already gone: its removal is what deletes the function.
+    Gone,
+}
+
 impl Worker {
     /// Deletes function `fqfn`: stops its instances (up to the grace period), detaches their
     /// consumers, deletes its subscription if asked to, and removes its spec file.
-    pub(super) fn delete(&mut self, fqfn: &str) -> Result<Deleted, DeleteError> {
+    pub(super) fn delete(&mut self, fqfn: &str, spec_file: SpecFile) -> Result<Deleted, DeleteError> {
         let shared = self.handle.functions.get(fqfn).filter(|shared| !shared.is_deleted());
         let shared = shared.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
         let mut warnings = Vec::new();
@@ -59,7 +68,9 @@ impl Worker {
                     false
                 }
             };
-        if let Err(error) = std::fs::remove_file(&shared.spec_file) {
+        if spec_file == SpecFile::Remove
+            && let Err(error) = std::fs::remove_file(&shared.spec_file)
+        {
             warnings.push(format!(
                 "cannot remove the spec file {}: {error}; the function comes back when the worker restarts",
                 shared.spec_file.display()

@@ -15,7 +15,6 @@ use super::{
     control::InstanceControl,
     instance_loop::Backoff,
     outcomes::Outcomes,
-    spec_follow::SpecSeen,
     state::FunctionState,
     stats::{FunctionStatus, Refusal, Reload},
 };
@@ -47,17 +46,11 @@ pub struct FunctionShared {
     pub(super) refusals: Mutex<Vec<Refusal>>,
     /// The function's log level (changed with its spec, while it runs) and log topic.
     pub log: Arc<FunctionLog>,
-    /// When its spec file was last seen changed.
-    pub(super) spec_seen: SpecSeen,
 }
 
 impl FunctionShared {
     pub fn new(spec: FunctionSpec, spec_file: PathBuf, store: FunctionStore) -> Self {
         let log = Arc::new(FunctionLog::new(spec.fqfn(), spec.log_level.as_deref()));
-        let spec_seen = SpecSeen::default();
-        if let Ok(modified) = std::fs::metadata(&spec_file).and_then(|metadata| metadata.modified()) {
-            spec_seen.note(modified);
-        }
         Self {
             store,
             fqfn: spec.fqfn(),
@@ -70,13 +63,17 @@ impl FunctionShared {
             reloads: Mutex::new(Vec::new()),
             refusals: Mutex::new(Vec::new()),
             log,
-            spec_seen,
         }
     }
 
     /// The spec the function runs.
     pub fn spec(&self) -> Arc<FunctionSpec> {
         Arc::clone(&self.spec.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the spec the function runs (its instances take it as the update applies it).
+    pub(super) fn replace_spec(&self, spec: Arc<FunctionSpec>) {
+        *self.spec.write().unwrap_or_else(PoisonError::into_inner) = spec;
     }
 
     /// Whether the function was deleted: it is no longer listed, started or triggered.

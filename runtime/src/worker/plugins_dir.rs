@@ -45,6 +45,14 @@ impl PluginsDir {
         Self { dir, seen: HashMap::new() }
     }
 
+    /// The library files handed out by a scan, in path order.
+    pub fn known(&self) -> Vec<PathBuf> {
+        let mut known: Vec<PathBuf> =
+            self.seen.iter().filter(|(_, seen)| seen.handed_out).map(|(path, _)| path.clone()).collect();
+        known.sort();
+        known
+    }
+
     /// Library files that are new or changed and were the same at this scan as at the last
     /// one. On the first scan every file counts as settled.
     pub fn scan(&mut self) -> std::io::Result<Vec<PathBuf>> {

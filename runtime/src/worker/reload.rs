@@ -23,30 +23,35 @@ impl Worker {
     /// Starts the functions whose spec names a plugin file by path (these are not watched).
     pub(super) fn start_path_plugins(&mut self) {
         for shared in self.handle.functions.all() {
-            let spec = shared.spec();
-            if !super::is_path(&spec.plugin) {
-                continue;
-            }
-            let path = PathBuf::from(&spec.plugin);
-            match self.load(&path, spec_pin(&spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
-                Ok(plugin) => self.start(&shared, plugin, &path),
-                Err(error) => {
-                    shared.set_state(FunctionState::Failed(error.to_string()));
-                    shared.refuse(Refusal {
-                        file: path.display().to_string(),
-                        version: None,
-                        kind: error.kind().into(),
-                        reason: error.to_string(),
-                    });
-                }
+            if super::is_path(&shared.spec().plugin) {
+                self.start_from_path(&shared);
             }
         }
     }
 
-    /// Takes each settled file to the functions that run its plugin.
-    pub(super) fn consider(&mut self, settled: &[PathBuf]) {
+    /// Starts a function whose spec names its plugin file by path.
+    pub(super) fn start_from_path(&mut self, shared: &Arc<FunctionShared>) {
+        let spec = shared.spec();
+        let path = PathBuf::from(&spec.plugin);
+        match self.load(&path, spec_pin(&spec.plugin_sha256).unwrap_or(Pin::Manifest)) {
+            Ok(plugin) => self.start(shared, plugin, &path),
+            Err(error) => {
+                shared.set_state(FunctionState::Failed(error.to_string()));
+                shared.refuse(Refusal {
+                    file: path.display().to_string(),
+                    version: None,
+                    kind: error.kind().into(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+
+    /// What each of `paths` declares itself to be, highest version first; a file that cannot
+    /// be identified is logged and left out.
+    pub(super) fn identify(&self, paths: &[PathBuf]) -> Vec<PluginFile> {
         let mut files: Vec<PluginFile> = Vec::new();
-        for path in settled {
+        for path in paths {
             let (loader, digests, path) = (self.loader.clone(), self.spec_digests.clone(), path.clone());
             match self.loads.run(move || identify(&path, &digests, &loader).map_err(|reason| (path, reason))) {
                 Ok(file) => files.push(file),
@@ -54,6 +59,12 @@ impl Worker {
             }
         }
         files.sort_by(|a, b| b.version.cmp(&a.version));
+        files
+    }
+
+    /// Takes each settled file to the functions that run its plugin.
+    pub(super) fn consider(&mut self, settled: &[PathBuf]) {
+        let files = self.identify(settled);
         for function in self.handle.functions.all() {
             let spec = function.spec();
             if super::is_path(&spec.plugin) || function.is_deleted() {
@@ -66,7 +77,7 @@ impl Worker {
     }
 
     /// Offers one file to function `shared`.
-    fn offer(&mut self, shared: &Arc<FunctionShared>, file: &PluginFile) {
+    pub(super) fn offer(&mut self, shared: &Arc<FunctionShared>, file: &PluginFile) {
         let spec = shared.spec();
         let refuse = |kind: &str, reason: String| {
             shared.refuse(Refusal {
@@ -141,7 +152,7 @@ impl Worker {
     }
 
     /// Starts function `shared` with `plugin`.
-    fn start(&mut self, shared: &Arc<FunctionShared>, plugin: Plugin, path: &Path) {
+    pub(super) fn start(&mut self, shared: &Arc<FunctionShared>, plugin: Plugin, path: &Path) {
         let version = plugin.info.version.clone();
         match FunctionRunner::start(Arc::clone(shared), plugin, &self.wiring) {
             Ok((runner, watched)) => {

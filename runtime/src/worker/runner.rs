@@ -105,11 +105,6 @@ impl FunctionRunner {
         Ok((runner, watched))
     }
 
-    /// The ids of the running instances, in order.
-    pub fn instance_ids(&self) -> Vec<u32> {
-        self.instances.keys().copied().collect()
-    }
-
     /// Starts instances `ids` of the current plugin and spec (ids already running are left alone).
     pub fn add_instances(&mut self, ids: Range<u32>, wiring: &Wiring) -> Result<Vec<Watched>, StartError> {
         let spec = self.shared.spec();
