@@ -17,6 +17,7 @@
 
 pub mod broker;
 pub mod fixtures;
+pub mod in_process;
 pub mod metrics;
 pub mod pfn_cli;
 pub mod pulsar_client;
