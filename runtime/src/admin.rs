@@ -5,9 +5,11 @@
 //!
 //! - [`bodies`]: status and stats with Pulsar's field names.
 //! - [`error`]: errors as JSON `{"error": "..."}` with their status codes.
-//! - [`routes`]: the handlers.
+//! - [`deploy`]: create and update (multipart, with an uploaded plugin), start, stop, restart.
+//! - [`routes`]: the other handlers.
 
 pub mod bodies;
+mod deploy;
 pub mod error;
 mod routes;
 

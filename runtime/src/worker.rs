@@ -11,9 +11,11 @@ mod apply;
 mod commits;
 mod control;
 mod delete;
+mod deploy;
 mod function;
 mod functions_dir;
 mod instance_loop;
+mod lifecycle;
 mod low_priority;
 mod metrics;
 mod outcomes;
@@ -40,15 +42,15 @@ use thiserror::Error;
 pub use self::{
     apply::Applied,
     delete::{DeleteError, Deleted},
+    deploy::{Deploy, DeployError, Deployed, Upload},
     function::{FunctionShared, StartError},
     instance_loop::Backoff,
+    lifecycle::{Lifecycle, LifecycleError},
     outcomes::{Outcome, Outcomes},
 };
 use self::{
-    delete::SpecFile,
-    functions_dir::FunctionsDir,
-    plugins_dir::PluginsDir, state::FunctionState, stats::FunctionStatus,
-    runner::FunctionRunner, table::FunctionTable, watchdog::Watchdog,
+    delete::SpecFile, deploy::DeployTarget, functions_dir::FunctionsDir, plugins_dir::PluginsDir,
+    runner::FunctionRunner, state::FunctionState, stats::FunctionStatus, table::FunctionTable, watchdog::Watchdog,
 };
 use crate::{
     io::{
@@ -56,7 +58,7 @@ use crate::{
         pulsar::PulsarTransport,
         transport::{Message, Transport, TransportError},
     },
-    loader::Loader,
+    loader::{Loader, Plugin},
     secrets::{SecretError, WorkerSecrets},
     state::{StateEntry, StateError, StateStore},
     telemetry::FlushMetrics,
@@ -97,6 +99,13 @@ pub enum WorkerEvent {
     Delete { fqfn: String, reply: mpsc::Sender<Result<Deleted, DeleteError>> },
     /// Apply the functions directory now and answer with what each changed file came to.
     ApplySpecs { reply: mpsc::Sender<Vec<(PathBuf, Applied)>> },
+    /// Start, stop or restart a function or one instance, and answer on `reply`.
+    Lifecycle {
+        fqfn: String,
+        instance: Option<u32>,
+        action: Lifecycle,
+        reply: mpsc::Sender<Result<String, LifecycleError>>,
+    },
 }
 
 /// Why a worker could not start.
@@ -160,6 +169,8 @@ pub struct WorkerHandle {
     /// The cluster name the metrics carry.
     cluster: Arc<str>,
     flushes: Arc<FlushMetrics>,
+    /// Where created and updated functions' plugins and specs are written.
+    deploy: Arc<DeployTarget>,
 }
 
 impl WorkerHandle {
@@ -276,6 +287,8 @@ pub struct Worker {
     events: mpsc::Receiver<WorkerEvent>,
     /// The functions that run, by fully qualified name.
     runners: HashMap<String, FunctionRunner>,
+    /// The functions stopped by request, with the plugin they ran.
+    stopped: HashMap<String, Plugin>,
     plugins: PluginsDir,
     functions_dir: FunctionsDir,
     /// Digests that function specs pin, which make a file without a manifest acceptable.
@@ -322,11 +335,17 @@ impl Worker {
             events: sender,
             cluster: Arc::from(options.cluster.as_str()),
             flushes: state.flush_metrics(),
+            deploy: Arc::new(DeployTarget {
+                loader: loader.clone(),
+                plugins_dir: options.plugins_dir.clone(),
+                functions_dir: options.functions_dir.clone(),
+            }),
         };
         let mut worker = Self {
             plugins: PluginsDir::new(options.plugins_dir.clone()),
             functions_dir: FunctionsDir::new(options.functions_dir.clone()),
             runners: HashMap::new(),
+            stopped: HashMap::new(),
             options,
             loader,
             loads: low_priority::LowPriority::start().map_err(WorkerError::LoaderThread)?,
@@ -360,6 +379,9 @@ impl Worker {
                 Ok(WorkerEvent::Delete { fqfn, reply }) => {
                     // The asker may have given up waiting; the function is deleted either way.
                     let _ = reply.send(self.delete(&fqfn, SpecFile::Remove));
+                }
+                Ok(WorkerEvent::Lifecycle { fqfn, instance, action, reply }) => {
+                    let _ = reply.send(self.lifecycle(&fqfn, instance, action));
                 }
                 Ok(WorkerEvent::ApplySpecs { reply }) => {
                     let _ = reply.send(self.follow_functions_dir(true));

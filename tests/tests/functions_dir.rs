@@ -22,7 +22,9 @@ fn shout_spec(parallelism: u32, extra: &str) -> String {
 }
 
 fn typed_spec(inputs: &str, label: &str) -> String {
-    format!("name = \"typed\"\nplugin = \"stateful\"\ninputs = [{inputs}]\noutput = \"typed-out\"\n[user_config]\nlabel = \"{label}\"\n")
+    format!(
+        "name = \"typed\"\nplugin = \"stateful\"\ninputs = [{inputs}]\noutput = \"typed-out\"\n[user_config]\nlabel = \"{label}\"\n"
+    )
 }
 
 /// Replaces a spec file as an editor or a deployment tool does: a new file renamed over it.

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::worker::{DeleteError, StateCommandError, TriggerError};
+use crate::worker::{DeleteError, DeployError, LifecycleError, StateCommandError, TriggerError};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,35 @@ impl From<DeleteError> for ApiError {
         let status = match &error {
             DeleteError::NoSuchFunction(_) => StatusCode::NOT_FOUND,
             DeleteError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(error: DeployError) -> Self {
+        let status = match &error {
+            DeployError::BadRequest(_)
+            | DeployError::DigestMismatch { .. }
+            | DeployError::Plugin(_)
+            | DeployError::Spec(_)
+            | DeployError::Refused(_) => StatusCode::BAD_REQUEST,
+            DeployError::Exists(_) | DeployError::PluginConflict { .. } => StatusCode::CONFLICT,
+            DeployError::NoSuchFunction(_) => StatusCode::NOT_FOUND,
+            DeployError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            DeployError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        let status = match &error {
+            LifecycleError::NoSuchFunction(_) | LifecycleError::NoSuchInstance { .. } => StatusCode::NOT_FOUND,
+            LifecycleError::NotRunning { .. } => StatusCode::CONFLICT,
+            LifecycleError::Start { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            LifecycleError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, error.to_string())
     }

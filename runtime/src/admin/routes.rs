@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -14,6 +14,7 @@ use axum::{
 use super::{
     AdminState,
     bodies::{FunctionStats, FunctionStatus},
+    deploy,
     error::ApiError,
 };
 use crate::{state::entry::StateEntry, vocabulary::fqfn, worker::Outcome};
@@ -32,7 +33,16 @@ pub(super) fn health() -> Router<AdminState> {
 pub(super) fn functions() -> Router<AdminState> {
     Router::new()
         .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}"), get(list))
-        .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}"), get(spec).delete(delete))
+        .route(
+            &format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}"),
+            get(spec)
+                .delete(delete)
+                .post(deploy::create)
+                .put(deploy::update)
+                .layer(DefaultBodyLimit::max(deploy::UPLOAD_LIMIT)),
+        )
+        .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}/{{action}}"), post(deploy::whole))
+        .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}/{{instance}}/{{action}}"), post(deploy::one))
         .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}/status"), get(status))
         .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}/{{instance}}/status"), get(instance_status))
         .route(&format!("{FUNCTIONS}/{{tenant}}/{{namespace}}/{{name}}/stats"), get(stats))
@@ -71,7 +81,7 @@ async fn delete(State(state): State<AdminState>, function: Function) -> Result<R
 }
 
 /// Runs `work`, which waits on the worker, off the server's thread.
-async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))

@@ -10,12 +10,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{
-    FunctionShared, Topics, Worker,
-    delete::SpecFile,
-    functions_dir::SpecChange,
-    update_plan::UpdatePlan,
-};
+use super::{FunctionShared, Topics, Worker, delete::SpecFile, functions_dir::SpecChange, update_plan::UpdatePlan};
 use crate::{
     config::{FunctionSpec, SpecError},
     loader::Plugin,
@@ -27,13 +22,24 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Applied {
-    Created { fqfn: String },
+    Created {
+        fqfn: String,
+    },
     /// How: "restarted", or what applied live.
-    Updated { fqfn: String, how: String },
-    Unchanged { fqfn: String },
-    Deleted { fqfn: String },
+    Updated {
+        fqfn: String,
+        how: String,
+    },
+    Unchanged {
+        fqfn: String,
+    },
+    Deleted {
+        fqfn: String,
+    },
     /// The spec was refused; the functions run as they were.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 impl Worker {
@@ -180,6 +186,13 @@ impl Worker {
     /// Stops the function's instances after their batches in hand, then starts it again with
     /// `spec`, on the plugin it ran when that still fits the spec.
     fn restart(&mut self, function: &Arc<FunctionShared>, spec: FunctionSpec) {
+        if let Some(plugin) = self.stopped.remove(&function.fqfn) {
+            // Stopped by request: it takes the new spec and stays stopped.
+            let shared = self.register(spec, &function.spec_file);
+            shared.set_state(super::state::FunctionState::Stopped);
+            self.stopped.insert(shared.fqfn.clone(), plugin);
+            return;
+        }
         let plugin = self.stop_function(function);
         let shared = self.register(spec, &function.spec_file);
         let (old, spec) = (function.spec(), shared.spec());

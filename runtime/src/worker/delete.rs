@@ -47,6 +47,7 @@ impl Worker {
         let shared = shared.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
         let mut warnings = Vec::new();
         let mut stuck = Vec::new();
+        self.stopped.remove(fqfn);
         if let Some(runner) = self.runners.remove(fqfn) {
             runner.request_stop();
             stuck = runner.join(Instant::now() + self.options.grace_period);

@@ -67,7 +67,7 @@ impl Worker {
         let files = self.identify(settled);
         for function in self.handle.functions.all() {
             let spec = function.spec();
-            if super::is_path(&spec.plugin) || function.is_deleted() {
+            if super::is_path(&spec.plugin) || function.is_deleted() || self.stopped.contains_key(&function.fqfn) {
                 continue;
             }
             for file in files.iter().filter(|file| file.name == spec.plugin) {

@@ -279,9 +279,8 @@ impl FunctionRunner {
                 Arc::clone(&wiring.outcomes),
                 wiring.events.clone(),
             );
-            let thread = std::thread::Builder::new()
-                .name(format!("pfn-{}-{id}", spec.name))
-                .spawn(move || instance_loop.run());
+            let thread =
+                std::thread::Builder::new().name(format!("pfn-{}-{id}", spec.name)).spawn(move || instance_loop.run());
             let thread = match thread {
                 Ok(thread) => thread,
                 Err(source) => {
