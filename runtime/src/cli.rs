@@ -2,7 +2,9 @@
 
 mod admin_client;
 mod choices;
+mod deploy_flags;
 mod remote;
+mod report;
 mod worker;
 
 use std::{collections::BTreeMap, path::PathBuf};

@@ -1,11 +1,13 @@
-//! `pfn functions list|get|stats` against a worker's admin API, as pulsar-admin's users run
-//! them: `--admin-url` and `--token`, the function named by its fqfn or by
-//! `--tenant --namespace --name`, and a server's refusal as one clear line and a non-zero exit.
+//! `pfn functions` against a worker's admin API, as pulsar-admin's users run it: `--admin-url`
+//! and `--token`, the function named by its fqfn or by `--tenant --namespace --name`, a
+//! function's whole life (create from an uploaded plugin, update to a new version under load,
+//! parallelism, stop, start, restart, delete), and a server's refusal as one clear line and a
+//! non-zero exit.
 
-use std::process::Output;
+use std::{collections::BTreeMap, process::Output, thread, time::Duration};
 
 use pfn_tests::{
-    fixtures::{plugin, scratch},
+    fixtures::{plugin, scratch, versioned},
     pfn_cli::texts,
     worker::RunningWorker,
 };
@@ -62,6 +64,86 @@ fn list_get_and_stats_speak_to_the_admin_api() {
         assert!(!refused.status.success() && stdout.is_empty(), "{stdout}");
         assert_eq!(stderr.trim_end(), expected);
     }
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_function_lives_its_whole_life_through_the_cli() {
+    const UP: &str = "public/default/up";
+    let dir = scratch();
+    let worker = RunningWorker::start(dir.path(), &[], &[], &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN]);
+    let url = format!("http://{}", worker.admin_addr());
+    let run = |args: &[&str]| pfn_functions(&worker, &url, TOKEN, args);
+    let plugin_v1 = versioned("1.0.0").display().to_string();
+    let plugin_v2 = versioned("1.1.0").display().to_string();
+
+    let created =
+        json_of(&run(&["create", "--name", "up", "--inputs", "up-in", "--output", "up-out", "--plugin", &plugin_v1]));
+    assert_eq!((created["action"].as_str(), created["plugin"].as_str()), (Some("created"), Some("versioned 1.0.0")));
+    worker.wait_until("up runs", |worker| worker.function(UP)["state"] == "running");
+    worker.create_subscription("up-out", "check");
+    let trigger = worker.pfn().args(["functions", "trigger", "--name", "up", "--trigger-value", "hi"]).output();
+    let trigger = trigger.expect("pfn functions trigger");
+    assert_eq!(texts(&trigger).0.trim_end(), "hi from v1.0.0 on 0", "{:?}", texts(&trigger));
+    assert_eq!(worker.consume("up-out", "check", 1, false), ["hi from v1.0.0 on 0"]);
+
+    // A new version uploaded under load: every input is answered once, the last ones by it.
+    let sent: Vec<String> = thread::scope(|scope| {
+        let producing = scope.spawn(|| {
+            let lines: Vec<String> = (0..1000).map(|n| format!("m{n}")).collect();
+            for chunk in lines.chunks(50) {
+                worker.produce("up-in", format!("{}\n", chunk.join("\n")).as_bytes(), false);
+                thread::sleep(Duration::from_millis(20));
+            }
+            lines
+        });
+        let updated = json_of(&run(&["update", "--fqfn", UP, "--plugin", &plugin_v2]));
+        assert_eq!(updated["plugin"].as_str(), Some("versioned 1.1.0"), "{updated}");
+        producing.join().expect("producer")
+    });
+    worker.wait_until("v1.1.0 runs", |worker| worker.function(UP)["version"] == "1.1.0");
+    worker.produce("up-in", b"last\n", false);
+    let outputs = worker.consume("up-out", "check", sent.len() as u64 + 1, false);
+    let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+    for output in &outputs {
+        let input = output.split(" from ").next().expect("an input");
+        *answered.entry(input.to_owned()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> =
+        sent.iter().chain(["last".to_owned()].iter()).map(|input| (input.clone(), 1)).collect();
+    assert_eq!(answered, expected, "outputs differ from one per input");
+    assert_eq!(outputs.last().map(String::as_str), Some("last from v1.1.0 on 0"));
+
+    // Parallelism from a spec file, shown as a table.
+    let spec = dir.path().join("up.toml");
+    std::fs::write(&spec, "parallelism = 2\n").expect("the spec");
+    let updated = json_of(&run(&["update", UP, "--spec", spec.to_str().expect("a path")]));
+    assert_eq!(updated["how"].as_str(), Some("parallelism 1 -> 2 applied live"));
+    let table = run(&["get", UP, "--output", "table"]);
+    let (stdout, stderr) = texts(&table);
+    assert!(table.status.success(), "{stderr}");
+    assert!(stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["parallelism", "2"]), "{stdout}");
+
+    // Stop, start, and one instance restarted.
+    for (args, said) in [
+        (&["stop", UP][..], "stopped public/default/up"),
+        (&["start", UP][..], "started public/default/up (running)"),
+        (&["restart", UP, "--instance-id", "1"][..], "restarted public/default/up instance 1"),
+    ] {
+        let output = run(args);
+        assert_eq!(texts(&output).0.trim_end(), said, "{:?}", texts(&output));
+    }
+    assert_eq!(worker.function(UP)["instances"].as_array().map(Vec::len), Some(2));
+
+    // Refused: one clear line, a non-zero exit, nothing changed.
+    let again = run(&["create", "--name", "up", "--inputs", "up-in", "--plugin", "versioned"]);
+    assert!(!again.status.success());
+    assert_eq!(texts(&again).1.trim_end(), "error: 409 Conflict: function public/default/up already exists");
+
+    let deleted = worker.pfn().args(["functions", "delete", "--fqfn", UP]).output().expect("pfn functions delete");
+    assert!(deleted.status.success(), "{:?}", texts(&deleted));
+    assert_eq!(json_of(&run(&["list"])), serde_json::json!([]));
     let (status, log) = worker.terminate();
     assert!(status.success(), "{log}");
 }

@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::admin_client::{AdminClient, DEFAULT_ADMIN_URL};
+use super::{
+    admin_client::{AdminClient, DEFAULT_ADMIN_URL, FormMethod},
+    deploy_flags::ConfigFlags,
+    report::{Format, print},
+};
 use crate::{
     endpoint::{
         client::{Connection, ask},
@@ -72,17 +76,58 @@ impl FunctionName {
 
 #[derive(Debug, Subcommand)]
 pub enum FunctionsCommand {
+    /// Create a function on the worker, uploading its plugin when `--plugin` names a file
+    /// (admin API).
+    Create {
+        #[command(flatten)]
+        function: FunctionName,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Update a function: only the fields given change (admin API).
+    Update {
+        #[command(flatten)]
+        function: FunctionName,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Start a stopped function, or one instance (admin API).
+    Start {
+        #[command(flatten)]
+        function: FunctionName,
+        #[arg(long)]
+        instance_id: Option<u32>,
+    },
+    /// Stop a function, or one instance, after the batch in hand; its subscription stays
+    /// (admin API).
+    Stop {
+        #[command(flatten)]
+        function: FunctionName,
+        #[arg(long)]
+        instance_id: Option<u32>,
+    },
+    /// Restart a function, or one instance (admin API).
+    Restart {
+        #[command(flatten)]
+        function: FunctionName,
+        #[arg(long)]
+        instance_id: Option<u32>,
+    },
     /// List the functions of a namespace (admin API).
     List {
         #[arg(long, default_value = "public")]
         tenant: String,
         #[arg(long, default_value = "default")]
         namespace: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Print a function's spec (admin API).
     Get {
         #[command(flatten)]
         function: FunctionName,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Print a function's stats, or one instance's, with Pulsar's field names (admin API).
     Stats {
@@ -90,12 +135,14 @@ pub enum FunctionsCommand {
         function: FunctionName,
         #[arg(long)]
         instance_id: Option<u32>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Publish a value to a function's input and print the function's output for it.
     Trigger {
-        /// `tenant/namespace/name`.
-        function: String,
-        #[arg(long)]
+        #[command(flatten)]
+        function: FunctionName,
+        #[arg(long, alias = "trigger-value")]
         value: String,
         /// How long to wait for the outcome, in milliseconds.
         #[arg(long, default_value_t = 30_000)]
@@ -103,8 +150,8 @@ pub enum FunctionsCommand {
     },
     /// Print one entry of a function's state (JSON, as Pulsar's `FunctionState`).
     Querystate {
-        /// `tenant/namespace/name`.
-        function: String,
+        #[command(flatten)]
+        function: FunctionName,
         #[arg(long, short = 'k')]
         key: String,
         /// Read the value as a counter (`numberValue`).
@@ -113,13 +160,16 @@ pub enum FunctionsCommand {
     },
     /// Set one entry of a function's state; returns once it is on disk.
     Putstate {
-        /// `tenant/namespace/name`.
-        function: String,
-        #[arg(long, short = 'k')]
-        key: String,
+        #[command(flatten)]
+        function: FunctionName,
+        #[arg(long, short = 'k', required_unless_present = "state")]
+        key: Option<String>,
         /// The value, as text.
-        #[arg(long, required_unless_present = "counter", conflicts_with = "counter")]
+        #[arg(long, required_unless_present_any = ["counter", "state"], conflicts_with = "counter")]
         value: Option<String>,
+        /// The entry as Pulsar's `FunctionState` JSON (`{"key": ..., "stringValue": ...}`).
+        #[arg(long, conflicts_with_all = ["key", "value", "counter"])]
+        state: Option<String>,
         /// The value, as a counter.
         #[arg(long, allow_hyphen_values = true)]
         counter: Option<i64>,
@@ -132,8 +182,8 @@ pub enum FunctionsCommand {
     /// Stop a function for good: its instances stop, its subscription is deleted unless its
     /// spec says `cleanup_subscription = false`, and its spec file is removed.
     Delete {
-        /// `tenant/namespace/name`.
-        function: String,
+        #[command(flatten)]
+        function: FunctionName,
     },
 }
 
@@ -181,20 +231,26 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> anyhow::Result<()> {
     let admin = || AdminClient::new(&api.admin_url, api.token.clone());
     match command {
-        FunctionsCommand::List { tenant, namespace } => {
-            print_json(&admin().get_json(&format!("{FUNCTIONS}/{tenant}/{namespace}"))?)
+        FunctionsCommand::Create { function, config } => deploy(&admin(), FormMethod::Post, &function, config),
+        FunctionsCommand::Update { function, config } => deploy(&admin(), FormMethod::Put, &function, config),
+        FunctionsCommand::Start { function, instance_id } => lifecycle(&admin(), "start", &function, instance_id),
+        FunctionsCommand::Stop { function, instance_id } => lifecycle(&admin(), "stop", &function, instance_id),
+        FunctionsCommand::Restart { function, instance_id } => lifecycle(&admin(), "restart", &function, instance_id),
+        FunctionsCommand::List { tenant, namespace, output } => {
+            print(&admin().get_json(&format!("{FUNCTIONS}/{tenant}/{namespace}"))?, output)
         }
-        FunctionsCommand::Get { function } => {
-            print_json(&admin().get_json(&format!("{FUNCTIONS}/{}", function.path()?))?)
+        FunctionsCommand::Get { function, output } => {
+            print(&admin().get_json(&format!("{FUNCTIONS}/{}", function.path()?))?, output)
         }
-        FunctionsCommand::Stats { function, instance_id } => {
+        FunctionsCommand::Stats { function, instance_id, output } => {
             let path = match instance_id {
                 Some(id) => format!("{FUNCTIONS}/{}/{id}/stats", function.path()?),
                 None => format!("{FUNCTIONS}/{}/stats", function.path()?),
             };
-            print_json(&admin().get_json(&path)?)
+            print(&admin().get_json(&path)?, output)
         }
         FunctionsCommand::Trigger { function, value, timeout_ms } => {
+            let function = function.path()?;
             let header = ask(socket, &Request::Trigger { function: function.clone(), value, timeout_ms })?;
             match header.trigger {
                 Some(TriggerAnswer::Output { value }) => println!("{value}"),
@@ -207,7 +263,7 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
             Ok(())
         }
         FunctionsCommand::Delete { function } => {
-            let header = ask(socket, &Request::Delete { function })?;
+            let header = ask(socket, &Request::Delete { function: function.path()? })?;
             let Some(deleted) = header.deleted else { anyhow::bail!("the worker's answer says nothing deleted") };
             let fate = if deleted.subscription_deleted { "deleted" } else { "kept" };
             println!("deleted {}; subscription {} {fate}", deleted.fqfn, deleted.subscription);
@@ -217,11 +273,20 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
             Ok(())
         }
         FunctionsCommand::Querystate { function, key, counter } => {
-            print_json(&ask(socket, &Request::QueryState { function, key, counter })?.state)
+            print_json(&ask(socket, &Request::QueryState { function: function.path()?, key, counter })?.state)
         }
-        FunctionsCommand::Putstate { function, key, value, counter } => {
-            let entry = StateEntry { key, string_value: value, number_value: counter, ..StateEntry::default() };
-            print_json(&ask(socket, &Request::PutState { function, entry })?.state)
+        FunctionsCommand::Putstate { function, key, value, counter, state } => {
+            let entry = match state {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|error| anyhow::anyhow!("--state is not a FunctionState: {error}"))?,
+                None => StateEntry {
+                    key: key.unwrap_or_default(),
+                    string_value: value,
+                    number_value: counter,
+                    ..StateEntry::default()
+                },
+            };
+            print_json(&ask(socket, &Request::PutState { function: function.path()?, entry })?.state)
         }
         FunctionsCommand::Status { function } => {
             let header = ask(socket, &Request::Status { function })?;
@@ -232,6 +297,25 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
             }))
         }
     }
+}
+
+/// `create` or `update`: prints what the worker did, as one JSON line.
+fn deploy(admin: &AdminClient, method: FormMethod, function: &FunctionName, config: ConfigFlags) -> anyhow::Result<()> {
+    let form = config.into_form()?;
+    let answer = admin.send_form(method, &format!("{FUNCTIONS}/{}", function.path()?), form.form())?;
+    println!("{}", serde_json::to_string(&answer)?);
+    Ok(())
+}
+
+/// `start`, `stop` or `restart` of a function or one instance.
+fn lifecycle(admin: &AdminClient, action: &str, function: &FunctionName, instance: Option<u32>) -> anyhow::Result<()> {
+    let path = match instance {
+        Some(id) => format!("{FUNCTIONS}/{}/{id}/{action}", function.path()?),
+        None => format!("{FUNCTIONS}/{}/{action}", function.path()?),
+    };
+    let answer = admin.post_empty(&path)?;
+    println!("{}", answer["result"].as_str().unwrap_or_default());
+    Ok(())
 }
 
 pub fn topics(command: TopicsCommand, socket: &Path) -> anyhow::Result<()> {
