@@ -3,6 +3,7 @@
 mod admin_client;
 mod choices;
 mod deploy_flags;
+mod localrun;
 mod remote;
 mod report;
 mod worker;
@@ -150,6 +151,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             let state_dir = args.state_dir.clone().unwrap_or(state_dir.clone());
             let cache = cli.plugin_cache.unwrap_or_else(|| state_dir.join("plugin-cache"));
             worker::run(args, state_dir, Loader::new(PluginCache::new(cache)))
+        }
+        Command::Functions { worker, command: remote::FunctionsCommand::Localrun(args), .. } => {
+            localrun::run(args, worker.socket, cli.plugin_cache)
         }
         Command::Functions { worker, api, command } => remote::functions(command, &socket(worker.socket), &api),
         Command::Topics { worker, command } => remote::topics(command, &socket(worker.socket)),

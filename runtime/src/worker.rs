@@ -429,6 +429,6 @@ impl Worker {
 }
 
 /// Whether a spec's `plugin` is a path rather than a declared name.
-fn is_path(plugin: &str) -> bool {
+pub(crate) fn is_path(plugin: &str) -> bool {
     plugin.contains('/') || plugin.ends_with(&format!(".{}", std::env::consts::DLL_EXTENSION))
 }

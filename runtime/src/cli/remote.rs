@@ -113,6 +113,9 @@ pub enum FunctionsCommand {
         #[arg(long)]
         instance_id: Option<u32>,
     },
+    /// Run one function in the foreground, on Pulsar or on embedded topics (reached with
+    /// `pfn topics --worker SOCKET`); exits non-zero on a fatal error.
+    Localrun(super::localrun::LocalrunArgs),
     /// List the functions of a namespace (admin API).
     List {
         #[arg(long, default_value = "public")]
@@ -231,6 +234,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> anyhow::Result<()> {
     let admin = || AdminClient::new(&api.admin_url, api.token.clone());
     match command {
+        FunctionsCommand::Localrun(_) => anyhow::bail!("localrun runs a function here, not on a worker"),
         FunctionsCommand::Create { function, config } => deploy(&admin(), FormMethod::Post, &function, config),
         FunctionsCommand::Update { function, config } => deploy(&admin(), FormMethod::Put, &function, config),
         FunctionsCommand::Start { function, instance_id } => lifecycle(&admin(), "start", &function, instance_id),

@@ -144,7 +144,7 @@ pub enum ListenAddr {
     At(SocketAddr),
 }
 
-fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+pub(super) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     if text == "off" {
         return Ok(ListenAddr::Off);
     }
@@ -172,6 +172,16 @@ fn start_metrics(asked: Option<ListenAddr>, handle: &WorkerHandle) -> anyhow::Re
 
 /// Runs a worker until SIGINT or SIGTERM, then drains and returns.
 pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Result<()> {
+    run_with(args, state_dir, loader, |_| {})
+}
+
+/// [`run`], calling `started` with the worker's handle once it is set up, before it runs.
+pub fn run_with(
+    args: WorkerArgs,
+    state_dir: PathBuf,
+    loader: Loader,
+    started: impl FnOnce(&WorkerHandle),
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let grace_period = Duration::from_millis(args.grace_period_ms);
@@ -248,6 +258,7 @@ pub fn run(args: WorkerArgs, state_dir: PathBuf, loader: Loader) -> anyhow::Resu
     let socket = args.socket.unwrap_or_else(|| default_socket(&state_dir));
     let endpoint = Endpoint::start(&socket, handle.clone())?;
     *lock(&running) = Some(handle.clone());
+    started(&handle);
     if stop_requested.load(Ordering::Acquire) {
         handle.shutdown();
     }
