@@ -1,17 +1,21 @@
 //! The admin API under `/admin/v3/functions`, as Pulsar Functions' REST API names its routes:
-//! list, get, status and stats (of a function or one instance), state get and put, trigger and
-//! delete, plus `GET /admin/v3/worker/health` and the Prometheus scrape `GET /metrics`. [`router`] builds the app, which the worker
-//! serves over TCP (`--admin-addr`) and tests call in-process.
+//! create, update, list, get, status and stats (of a function or one instance), state get and
+//! put, trigger, start, stop, restart and delete, plus `GET /admin/v3/worker/health` and the
+//! Prometheus scrape `GET /metrics`; and pfn's own `/pfn/v1/status` and `/pfn/v1/topics/...`.
+//! [`router`] builds the app, which the worker serves over TCP (`--admin-addr`) and on its Unix
+//! socket, and tests call in-process.
 //!
 //! - [`bodies`]: status and stats with Pulsar's field names.
 //! - [`error`]: errors as JSON `{"error": "..."}` with their status codes.
 //! - [`deploy`]: create and update (multipart, with an uploaded plugin), start, stop, restart.
 //! - [`routes`]: the other handlers.
+//! - [`topics`]: produce, consume, subscriptions and counts of the functions' topics.
 
 pub mod bodies;
 mod deploy;
 pub mod error;
 mod routes;
+pub mod topics;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -26,7 +30,7 @@ use thiserror::Error;
 
 use self::error::ApiError;
 use crate::{
-    http_server::{HttpServer, HttpServerError},
+    http_server::{HttpServer, HttpServerError, UnixHttpServer},
     telemetry::server::metrics_routes,
     worker::WorkerHandle,
 };
@@ -45,6 +49,7 @@ pub struct AdminState {
 /// The admin API's app, with `GET /metrics` (open, as a Pulsar worker's is by default).
 pub fn router(state: AdminState) -> Router {
     let guarded = routes::functions()
+        .merge(routes::worker())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let worker = state.worker.clone();
@@ -90,5 +95,13 @@ pub fn serve(addr: SocketAddr, state: AdminState) -> Result<HttpServer, AdminSer
     }
     let server = HttpServer::start(addr, "admin", router(state))?;
     tracing::info!(addr = %server.addr(), "admin API listening");
+    Ok(server)
+}
+
+/// Serves [`router`] on the worker's Unix socket, without a token: the socket file's
+/// permissions guard it, as they guard the worker's other files.
+pub fn serve_unix(path: &std::path::Path, worker: WorkerHandle) -> Result<UnixHttpServer, HttpServerError> {
+    let server = UnixHttpServer::start(path, "admin-socket", router(AdminState { worker, token: None }))?;
+    tracing::info!(socket = %path.display(), "admin API listening on the worker's socket");
     Ok(server)
 }

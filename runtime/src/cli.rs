@@ -6,6 +6,7 @@ mod deploy_flags;
 mod localrun;
 mod remote;
 mod report;
+mod unix_connector;
 mod worker;
 
 use std::{collections::BTreeMap, path::PathBuf};
@@ -14,7 +15,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     context::FunctionIdentity,
-    endpoint::{default_socket, default_state_dir},
     io::lines::{InputFormat, OutputFormat},
     loader::{Loader, Pin, PluginCache},
     run::{RunOptions, RunReport, run},
@@ -58,6 +58,8 @@ pub enum Command {
     Topics {
         #[command(flatten)]
         worker: remote::WorkerSocket,
+        #[command(flatten)]
+        api: remote::AdminApi,
         #[command(subcommand)]
         command: remote::TopicsCommand,
     },
@@ -156,10 +158,22 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             localrun::run(args, worker.socket, cli.plugin_cache)
         }
         Command::Functions { worker, api, command } => remote::functions(command, &socket(worker.socket), &api),
-        Command::Topics { worker, command } => remote::topics(command, &socket(worker.socket)),
+        Command::Topics { worker, api, command } => remote::topics(command, &socket(worker.socket), &api),
         Command::Run(args) => run_plugin(args, &default_loader(cli.plugin_cache)),
         Command::Plugin(command) => plugin(command, &default_loader(cli.plugin_cache)),
     }
+}
+
+/// Where a worker's Unix socket is when not told otherwise: `worker.sock` in the state
+/// directory.
+pub(crate) fn default_socket(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("worker.sock")
+}
+
+/// The default state directory: `$PFN_STATE_DIR`, else `pfn` under the system's temporary
+/// directory.
+fn default_state_dir() -> PathBuf {
+    std::env::temp_dir().join("pfn")
 }
 
 /// The loader of the one-shot commands: private copies in `cache` or the default place.

@@ -21,14 +21,12 @@
 //! - [`sync`]: locking and wake-up helpers for the worker's threads.
 //! - [`resources`]: what the process has used (peak memory).
 //! - [`admin`]: the admin REST API (`/admin/v3/functions`).
-//! - [`endpoint`]: the worker's local Unix-socket endpoint and its client.
 //! - [`cli`]: the `pfn` command line.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod context;
-pub mod endpoint;
 pub mod execute;
 pub mod http_server;
 pub mod instance;

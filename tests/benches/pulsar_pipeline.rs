@@ -61,10 +61,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pfn::{
-    endpoint::{client, protocol::Request},
-    telemetry::Count,
-};
+use pfn::telemetry::Count;
 use pfn_tests::{
     broker::TestBroker,
     fixtures::{pfn_bin, plugin, target_dir, workspace_root},
@@ -668,11 +665,24 @@ fn verify_routed(tools: &PulsarPeer, output: &str, messages: usize) {
     }
 }
 
-/// The sum of `acked_total` over the worker's instances; 0 while it does not answer.
+/// The sum of `acked_total` over the worker's instances (`pfn functions status` on its
+/// socket); 0 while it does not answer.
 fn acked_total(socket: &Path) -> u64 {
-    let Ok(header) = client::ask(socket, &Request::Status { function: None }) else { return 0 };
-    let functions = header.functions.unwrap_or_default();
-    functions.iter().flat_map(|function| &function.instances).map(|instance| instance.count(Count::Acked)).sum()
+    let status = Command::new(pfn_bin())
+        .env("PFN_LOG", "warn")
+        .arg("functions")
+        .arg("--worker")
+        .arg(socket)
+        .arg("status")
+        .output();
+    let Ok(status) = status else { return 0 };
+    let Ok(status) = serde_json::from_slice::<serde_json::Value>(&status.stdout) else { return 0 };
+    let instances = status["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|function| function["instances"].as_array().into_iter().flatten());
+    instances.filter_map(|instance| instance[Count::Acked.status_name()].as_u64()).sum()
 }
 
 /// CPU ticks so far of the contender, this process, the broker and the machine.

@@ -125,6 +125,11 @@ impl RunningWorker {
         staged
     }
 
+    /// The worker's Unix socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// `pfn` pointed at this worker.
     pub fn pfn(&self) -> Command {
         let mut command = pfn(&self.scratch);

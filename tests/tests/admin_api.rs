@@ -133,6 +133,21 @@ fn the_binary_serves_the_api_over_tcp_with_its_token() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a JSON status");
     assert_eq!(body["numInstances"], 1);
+
+    // The worker's Unix socket serves the same API, without a token: its file's permissions
+    // guard it.
+    let over_socket = {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(worker.socket()).expect("the socket accepts");
+        let request = format!("GET {SHOUT}/status HTTP/1.1\r\nHost: pfn\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("a request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        answer
+    };
+    assert!(over_socket.starts_with("HTTP/1.1 200"), "{over_socket}");
+    let body: Value = serde_json::from_str(over_socket.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a status");
+    assert_eq!(body["numRunning"], 1);
     let (status, log) = worker.terminate();
     assert!(status.success(), "{log}");
 }

@@ -5,10 +5,10 @@ use std::time::Duration;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, State},
+    extract::{DefaultBodyLimit, Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, post, put},
 };
 
 use super::{
@@ -16,6 +16,7 @@ use super::{
     bodies::{FunctionStats, FunctionStatus},
     deploy,
     error::ApiError,
+    topics,
 };
 use crate::{state::entry::StateEntry, vocabulary::fqfn, worker::Outcome};
 
@@ -27,6 +28,37 @@ const FUNCTIONS: &str = "/admin/v3/functions";
 /// `GET /admin/v3/worker/health`, open to all.
 pub(super) fn health() -> Router<AdminState> {
     Router::new().route("/admin/v3/worker/health", get(|| async { "ok" }))
+}
+
+/// pfn's own routes, beside Pulsar's: the worker's status of every function, and the topics
+/// its functions use (see [`super::topics`]).
+pub(super) fn worker() -> Router<AdminState> {
+    Router::new()
+        .route("/pfn/v1/status", get(worker_status))
+        .route("/pfn/v1/topics/produce", post(topics::produce))
+        .route("/pfn/v1/topics/consume", get(topics::consume))
+        .route("/pfn/v1/topics/subscription", put(topics::create_subscription))
+        .route("/pfn/v1/topics/stats", get(topics::stats))
+}
+
+/// `?function=FQFN`.
+#[derive(Debug, serde::Deserialize)]
+struct StatusQuery {
+    function: Option<String>,
+}
+
+/// The status of every function, or of one, with the spec files refused and Pulsar's
+/// failure counts: pfn's view of the worker, as `pfn functions status` prints it.
+async fn worker_status(
+    State(state): State<AdminState>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let functions = state.worker.status(query.function.as_deref())?;
+    Ok(Json(serde_json::json!({
+        "functions": functions,
+        "spec_errors": state.worker.spec_errors(),
+        "pulsar": state.worker.pulsar_stats(),
+    })))
 }
 
 /// The routes under `/admin/v3/functions`.
@@ -122,12 +154,20 @@ async fn instance_stats(
     Ok(Json(entry.metrics).into_response())
 }
 
+/// `?counter=true` reads the entry as a counter (`numberValue`).
+#[derive(Debug, serde::Deserialize)]
+struct StateQuery {
+    #[serde(default)]
+    counter: bool,
+}
+
 async fn get_state(
     State(state): State<AdminState>,
     Path((tenant, namespace, name, key)): Path<(String, String, String, String)>,
+    Query(query): Query<StateQuery>,
 ) -> Result<Json<StateEntry>, ApiError> {
     let fqfn = fqfn(&tenant, &namespace, &name);
-    Ok(Json(state.worker.query_state(&fqfn, &key, false)?))
+    Ok(Json(state.worker.query_state(&fqfn, &key, query.counter)?))
 }
 
 /// Sets a state entry from Pulsar's `FunctionState` JSON (`stringValue`, `numberValue` or
@@ -155,12 +195,24 @@ async fn put_state(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `?timeout_ms=` (default 30 s).
+#[derive(Debug, serde::Deserialize)]
+struct TriggerQuery {
+    timeout_ms: Option<u64>,
+}
+
 /// Publishes the body to the function's input and answers with what became of it: the output
 /// (200), nothing (204, filtered), or the dead letter's reason (422).
-async fn trigger(State(state): State<AdminState>, function: Function, body: Bytes) -> Result<Response, ApiError> {
+async fn trigger(
+    State(state): State<AdminState>,
+    function: Function,
+    Query(query): Query<TriggerQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let fqfn = named(function);
     let worker = state.worker.clone();
-    let outcome = off_thread(move || worker.trigger(&fqfn, body.to_vec(), TRIGGER_WAIT)).await??;
+    let wait = query.timeout_ms.map_or(TRIGGER_WAIT, Duration::from_millis);
+    let outcome = off_thread(move || worker.trigger(&fqfn, body.to_vec(), wait)).await??;
     Ok(match outcome {
         Outcome::Output(output) => (StatusCode::OK, output).into_response(),
         Outcome::Filtered => StatusCode::NO_CONTENT.into_response(),

@@ -1,19 +1,19 @@
-//! `pfn functions` and `pfn topics`: commands that talk to a running worker's endpoint.
+//! `pfn functions` and `pfn topics`: commands that talk to a running worker's admin API, over
+//! its Unix socket or over TCP.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use clap::{Args, Subcommand};
 
 use super::{
-    admin_client::{AdminClient, DEFAULT_ADMIN_URL, FormMethod},
+    admin_client::{AdminClient, FormMethod},
     deploy_flags::ConfigFlags,
     report::{Format, print},
 };
 use crate::{
-    endpoint::{
-        client::{Connection, ask},
-        protocol::{Request, TriggerAnswer},
-    },
     io::{
         lines::{InputFormat, OutputFormat},
         transport::SubscriptionType,
@@ -24,7 +24,7 @@ use crate::{
 /// Where the worker listens.
 #[derive(Debug, Args)]
 pub struct WorkerSocket {
-    /// The worker's endpoint socket (default: `worker.sock` in the state directory).
+    /// The worker's Unix socket (default: `worker.sock` in the state directory).
     #[arg(long = "worker", env = "PFN_WORKER", global = true)]
     pub socket: Option<PathBuf>,
 }
@@ -32,12 +32,13 @@ pub struct WorkerSocket {
 /// The admin API's functions routes.
 const FUNCTIONS: &str = "/admin/v3/functions";
 
-/// Where the worker's admin API is, and its token (`list`, `get`, `stats`).
+/// Where the worker's admin API is over TCP, and its token; without a URL, the worker's
+/// Unix socket is used.
 #[derive(Debug, Args)]
 pub struct AdminApi {
-    /// The admin API's URL.
-    #[arg(long, env = "PFN_ADMIN_URL", global = true, default_value = DEFAULT_ADMIN_URL)]
-    pub admin_url: String,
+    /// The admin API's URL (`http://127.0.0.1:6750`); default: the worker's socket.
+    #[arg(long, env = "PFN_ADMIN_URL", global = true)]
+    pub admin_url: Option<String>,
     /// The bearer token the worker was given.
     #[arg(long, env = "PFN_ADMIN_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
@@ -231,53 +232,71 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The client of the worker at `--admin-url`, else on its socket.
+fn client(socket: &Path, api: &AdminApi) -> AdminClient {
+    match &api.admin_url {
+        Some(url) => AdminClient::over_tcp(url, api.token.clone()),
+        None => AdminClient::over_socket(socket),
+    }
+}
+
+/// `text` as one segment of a path: a state key may hold `/` or `?`.
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A value as its name in the API's query strings (serde's).
+fn query_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> anyhow::Result<()> {
-    let admin = || AdminClient::new(&api.admin_url, api.token.clone());
+    let admin = client(socket, api);
     match command {
         FunctionsCommand::Localrun(_) => anyhow::bail!("localrun runs a function here, not on a worker"),
-        FunctionsCommand::Create { function, config } => deploy(&admin(), FormMethod::Post, &function, config),
-        FunctionsCommand::Update { function, config } => deploy(&admin(), FormMethod::Put, &function, config),
-        FunctionsCommand::Start { function, instance_id } => lifecycle(&admin(), "start", &function, instance_id),
-        FunctionsCommand::Stop { function, instance_id } => lifecycle(&admin(), "stop", &function, instance_id),
-        FunctionsCommand::Restart { function, instance_id } => lifecycle(&admin(), "restart", &function, instance_id),
+        FunctionsCommand::Create { function, config } => deploy(&admin, FormMethod::Post, &function, config),
+        FunctionsCommand::Update { function, config } => deploy(&admin, FormMethod::Put, &function, config),
+        FunctionsCommand::Start { function, instance_id } => lifecycle(&admin, "start", &function, instance_id),
+        FunctionsCommand::Stop { function, instance_id } => lifecycle(&admin, "stop", &function, instance_id),
+        FunctionsCommand::Restart { function, instance_id } => lifecycle(&admin, "restart", &function, instance_id),
         FunctionsCommand::List { tenant, namespace, output } => {
-            print(&admin().get_json(&format!("{FUNCTIONS}/{tenant}/{namespace}"))?, output)
+            print(&admin.get_json(&format!("{FUNCTIONS}/{tenant}/{namespace}"), &[])?, output)
         }
         FunctionsCommand::Get { function, output } => {
-            print(&admin().get_json(&format!("{FUNCTIONS}/{}", function.path()?))?, output)
+            print(&admin.get_json(&format!("{FUNCTIONS}/{}", function.path()?), &[])?, output)
         }
         FunctionsCommand::Stats { function, instance_id, output } => {
             let path = match instance_id {
                 Some(id) => format!("{FUNCTIONS}/{}/{id}/stats", function.path()?),
                 None => format!("{FUNCTIONS}/{}/stats", function.path()?),
             };
-            print(&admin().get_json(&path)?, output)
+            print(&admin.get_json(&path, &[])?, output)
         }
         FunctionsCommand::Trigger { function, value, timeout_ms } => {
             let function = function.path()?;
-            let header = ask(socket, &Request::Trigger { function: function.clone(), value, timeout_ms })?;
-            match header.trigger {
-                Some(TriggerAnswer::Output { value }) => println!("{value}"),
-                Some(TriggerAnswer::Filtered) => eprintln!("{function}: no output (the function returned nothing)"),
-                Some(TriggerAnswer::DeadLettered { reason, error }) => {
-                    anyhow::bail!("{function}: message dead-lettered ({reason}): {error}")
-                }
-                None => anyhow::bail!("the worker's answer has no outcome"),
+            let query = [("timeout_ms", timeout_ms.to_string())];
+            let (status, output) =
+                admin.post_bytes(&format!("{FUNCTIONS}/{function}/trigger"), &query, value.as_bytes())?;
+            if status == 204 {
+                eprintln!("{function}: no output (the function returned nothing)");
+            } else {
+                println!("{}", String::from_utf8_lossy(&output));
             }
             Ok(())
         }
         FunctionsCommand::Delete { function } => {
-            let header = ask(socket, &Request::Delete { function: function.path()? })?;
-            let Some(deleted) = header.deleted else { anyhow::bail!("the worker's answer says nothing deleted") };
-            let fate = if deleted.subscription_deleted { "deleted" } else { "kept" };
-            println!("deleted {}; subscription {} {fate}", deleted.fqfn, deleted.subscription);
-            for warning in &deleted.warnings {
-                eprintln!("warning: {warning}");
+            let deleted = admin.delete_json(&format!("{FUNCTIONS}/{}", function.path()?))?;
+            let fate = if deleted["subscriptionDeleted"] == true { "deleted" } else { "kept" };
+            let text = |field: &str| deleted[field].as_str().unwrap_or_default().to_owned();
+            println!("deleted {}; subscription {} {fate}", text("fqfn"), text("subscription"));
+            for warning in deleted["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", warning.as_str().unwrap_or_default());
             }
             Ok(())
         }
         FunctionsCommand::Querystate { function, key, counter } => {
-            print_json(&ask(socket, &Request::QueryState { function: function.path()?, key, counter })?.state)
+            let path = format!("{FUNCTIONS}/{}/state/{}", function.path()?, segment(&key));
+            print_json(&admin.get_json(&path, &[("counter", counter.to_string())])?)
         }
         FunctionsCommand::Putstate { function, key, value, counter, state } => {
             let entry = match state {
@@ -290,15 +309,13 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
                     ..StateEntry::default()
                 },
             };
-            print_json(&ask(socket, &Request::PutState { function: function.path()?, entry })?.state)
+            let path = format!("{FUNCTIONS}/{}/state/{}", function.path()?, segment(&entry.key));
+            admin.post_bytes(&path, &[], &serde_json::to_vec(&entry)?)?;
+            print_json(&entry)
         }
         FunctionsCommand::Status { function } => {
-            let header = ask(socket, &Request::Status { function })?;
-            print_json(&serde_json::json!({
-                "functions": header.functions.unwrap_or_default(),
-                "spec_errors": header.spec_errors.unwrap_or_default(),
-                "pulsar": header.pulsar,
-            }))
+            let query: Vec<(&str, String)> = function.into_iter().map(|function| ("function", function)).collect();
+            print_json(&admin.get_json("/pfn/v1/status", &query)?)
         }
     }
 }
@@ -322,34 +339,38 @@ fn lifecycle(admin: &AdminClient, action: &str, function: &FunctionName, instanc
     Ok(())
 }
 
-pub fn topics(command: TopicsCommand, socket: &Path) -> anyhow::Result<()> {
+pub fn topics(command: TopicsCommand, socket: &Path, api: &AdminApi) -> anyhow::Result<()> {
+    let admin = client(socket, api);
     match command {
         TopicsCommand::Produce { topic, input_format } => {
-            let mut connection =
-                Connection::open(socket, &Request::Produce { topic: topic.clone(), format: input_format })?;
-            connection.send_all(&mut std::io::stdin().lock())?;
-            let header = connection.header()?;
-            eprintln!("produced {} messages to {topic}", header.produced.unwrap_or(0));
+            let query = [("topic", topic.clone()), ("format", query_name(&input_format))];
+            let answer = admin.post_reader("/pfn/v1/topics/produce", &query, &mut std::io::stdin().lock())?;
+            eprintln!("produced {} messages to {topic}", answer["produced"].as_u64().unwrap_or(0));
             Ok(())
         }
         TopicsCommand::Consume { topic, subscription, subscription_type, count, idle_timeout_ms, output_format } => {
-            let request = Request::Consume {
-                topic,
-                subscription,
-                subscription_type,
-                count,
-                idle_timeout_ms,
-                format: output_format,
-            };
-            let mut connection = Connection::open(socket, &request)?;
-            connection.header()?;
-            connection.copy_lines(&mut std::io::stdout().lock())?;
+            let mut query = vec![
+                ("topic", topic),
+                ("subscription", subscription),
+                ("subscription_type", query_name(&subscription_type)),
+                ("format", query_name(&output_format)),
+            ];
+            query.extend(count.map(|count| ("count", count.to_string())));
+            query.extend(idle_timeout_ms.map(|idle| ("idle_timeout_ms", idle.to_string())));
+            let mut messages = admin.get_stream("/pfn/v1/topics/consume", &query)?;
+            let mut out = std::io::stdout().lock();
+            std::io::copy(&mut messages, &mut out)?;
+            out.flush()?;
             Ok(())
         }
         TopicsCommand::CreateSubscription { topic, subscription, subscription_type } => {
-            ask(socket, &Request::CreateSubscription { topic, subscription, subscription_type })?;
-            Ok(())
+            let query = [
+                ("topic", topic),
+                ("subscription", subscription),
+                ("subscription_type", query_name(&subscription_type)),
+            ];
+            Ok(admin.put_empty("/pfn/v1/topics/subscription", &query)?)
         }
-        TopicsCommand::Stats { topic } => print_json(&ask(socket, &Request::TopicStats { topic })?.topic),
+        TopicsCommand::Stats { topic } => print_json(&admin.get_json("/pfn/v1/topics/stats", &[("topic", topic)])?),
     }
 }

@@ -7,7 +7,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -17,9 +17,9 @@ use signal_hook::{
     iterator::Signals,
 };
 
+use super::default_socket;
 use crate::{
     admin::{self, AdminServerError, AdminState},
-    endpoint::{default_socket, server::Endpoint},
     http_server::HttpServer,
     io::{
         embedded::EmbeddedBroker,
@@ -256,7 +256,7 @@ pub fn run_with(
     let metrics = start_metrics(args.metrics_addr, &handle)?;
     let admin = start_admin(args.admin_addr, AdminState { worker: handle.clone(), token })?;
     let socket = args.socket.unwrap_or_else(|| default_socket(&state_dir));
-    let endpoint = Endpoint::start(&socket, handle.clone())?;
+    let socket_server = admin::serve_unix(&socket, handle.clone())?;
     *lock(&running) = Some(handle.clone());
     started(&handle);
     if stop_requested.load(Ordering::Acquire) {
@@ -266,7 +266,7 @@ pub fn run_with(
     let summary = worker.run();
     drop(admin);
     drop(metrics);
-    let open_sessions = endpoint.stop(Instant::now() + grace_period);
+    drop(socket_server);
     signals_handle.close();
     let _ = signal_thread.join();
     for function in &summary.functions {
@@ -279,9 +279,6 @@ pub fn run_with(
             .collect();
         parts.push(format!("{} reloads", function.reloads.len()));
         eprintln!("pfn worker: {}: {}", function.fqfn, parts.join(", "));
-    }
-    if open_sessions > 0 {
-        tracing::warn!(open_sessions, "endpoint sessions still open at exit");
     }
     if !summary.stuck.is_empty() {
         let stuck: Vec<String> = summary.stuck.iter().map(|(fqfn, id)| format!("{fqfn} instance {id}")).collect();

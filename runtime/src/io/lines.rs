@@ -8,6 +8,8 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use serde::{Deserialize, Serialize};
 
+use crate::io::transport::Delivery;
+
 /// How input lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,6 +123,37 @@ pub fn write_result(out: &mut dyn Write, format: OutputFormat, payload: &[u8]) -
         OutputFormat::Json => {
             serde_json::to_writer(&mut *out, &PayloadJson::new(payload))?;
             out.write_all(b"\n")
+        }
+    }
+}
+
+/// A consumed message as a JSON line.
+#[derive(Debug, Serialize)]
+pub struct ConsumedJson<'a> {
+    pub message_id: String,
+    pub topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<i64>,
+    pub redelivery_count: u32,
+    #[serde(flatten)]
+    pub payload: PayloadJson<'a>,
+}
+
+impl<'a> ConsumedJson<'a> {
+    pub fn new(delivery: &'a Delivery) -> Self {
+        let message = &delivery.message;
+        Self {
+            message_id: delivery.message_id.to_string(),
+            topic: &delivery.topic,
+            key: message.key.as_deref(),
+            properties: message.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            event_time: message.event_time_ms,
+            redelivery_count: delivery.redelivery_count,
+            payload: PayloadJson::new(&message.payload),
         }
     }
 }
