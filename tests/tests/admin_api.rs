@@ -134,6 +134,10 @@ fn the_binary_serves_the_api_over_tcp_with_its_token() {
     let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a JSON status");
     assert_eq!(body["numInstances"], 1);
 
+    // Prometheus scrapes the same server, without the token, as a Pulsar worker's REST port.
+    let scrape = pfn_tests::metrics::scrape(addr.parse().expect("a socket address"));
+    assert!(scrape.contains("pulsar_function_received_total{"), "{scrape}");
+
     // The worker's Unix socket serves the same API, without a token: its file's permissions
     // guard it.
     let over_socket = {

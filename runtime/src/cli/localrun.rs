@@ -55,7 +55,8 @@ pub struct LocalrunArgs {
     /// A TOML file of `name = "value"` secrets, for spec references `worker:NAME`.
     #[arg(long, env = "PFN_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
-    /// Where `GET /metrics` is served (`HOST:PORT`), or `off`.
+    /// Where `GET /metrics` is served (`HOST:PORT`), or `off`; it is served on `--worker`'s
+    /// socket in any case.
     #[arg(long, default_value = "off", value_parser = worker_cli::parse_listen_addr)]
     pub metrics_addr: ListenAddr,
     /// How long a shutdown waits for in-flight work, in milliseconds.

@@ -77,8 +77,8 @@ pub struct WorkerArgs {
     /// receive, send and acknowledge on their own threads.
     #[arg(long, env = "PFN_PULSAR_IO_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pulsar_io_threads: u16,
-    /// Where `GET /metrics` is served in the Prometheus text format (`HOST:PORT`, port 0 for any
-    /// free one), or `off` [default: 127.0.0.1:9094, skipped with a warning when taken]
+    /// A listener of its own for `GET /metrics` (`HOST:PORT`, port 0 for any free one), besides
+    /// the admin API's `/metrics` (on its TCP address and socket) [default: none]
     #[arg(long, env = "PFN_METRICS_ADDR", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<ListenAddr>,
     /// The cluster name the metrics carry, as Pulsar Functions label theirs.
@@ -134,9 +134,6 @@ fn start_admin(asked: Option<ListenAddr>, state: AdminState) -> anyhow::Result<O
     }
 }
 
-/// The metrics endpoint's address when none is given.
-const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9094);
-
 /// Where a server of the worker listens (the metrics endpoint, the admin API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -151,23 +148,12 @@ pub(super) fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     text.parse().map(ListenAddr::At).map_err(|error| format!("`{text}` is neither HOST:PORT nor off: {error}"))
 }
 
-/// Starts the metrics endpoint as asked. The default address may be taken (another worker on
-/// this machine): then the worker runs without one, and says so.
+/// Starts a metrics listener of its own when asked for one (the admin API serves `/metrics`
+/// in any case).
 fn start_metrics(asked: Option<ListenAddr>, handle: &WorkerHandle) -> anyhow::Result<Option<MetricsServer>> {
-    let addr = match asked {
-        Some(ListenAddr::Off) => return Ok(None),
-        Some(ListenAddr::At(addr)) => addr,
-        None => DEFAULT_METRICS_ADDR,
-    };
+    let Some(ListenAddr::At(addr)) = asked else { return Ok(None) };
     let handle = handle.clone();
-    match MetricsServer::start(addr, Arc::new(move || handle.render_metrics())) {
-        Ok(server) => Ok(Some(server)),
-        Err(error) if asked.is_none() => {
-            tracing::warn!(%error, "no metrics endpoint: pass --metrics-addr to choose another address");
-            Ok(None)
-        }
-        Err(error) => Err(error.into()),
-    }
+    Ok(Some(MetricsServer::start(addr, Arc::new(move || handle.render_metrics()))?))
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then drains and returns.
@@ -205,7 +191,8 @@ pub fn run_with(
         },
         state_store: state_dir.join("state.redb"),
         cluster: args.cluster.clone(),
-        timing: args.metrics_addr != Some(ListenAddr::Off),
+        // `/metrics` is always served (on the socket at least).
+        timing: true,
         secrets_file: args.secrets_file.clone(),
     };
     // Signals first: a worker still waiting for its broker stops on SIGTERM too.
