@@ -88,10 +88,11 @@ fn a_function_lives_its_whole_life_through_the_cli() {
     assert_eq!(texts(&trigger).0.trim_end(), "hi from v1.0.0 on 0", "{:?}", texts(&trigger));
     assert_eq!(worker.consume("up-out", "check", 1, false), ["hi from v1.0.0 on 0"]);
 
-    // A new version uploaded under load: every input is answered once, the last ones by it.
+    // Under load, a new version uploaded, new user config, more instances: every input is
+    // answered once, the last ones by the new version.
     let sent: Vec<String> = thread::scope(|scope| {
         let producing = scope.spawn(|| {
-            let lines: Vec<String> = (0..1000).map(|n| format!("m{n}")).collect();
+            let lines: Vec<String> = (0..1500).map(|n| format!("m{n}")).collect();
             for chunk in lines.chunks(50) {
                 worker.produce("up-in", format!("{}\n", chunk.join("\n")).as_bytes(), false);
                 thread::sleep(Duration::from_millis(20));
@@ -100,9 +101,13 @@ fn a_function_lives_its_whole_life_through_the_cli() {
         });
         let updated = json_of(&run(&["update", "--fqfn", UP, "--plugin", &plugin_v2]));
         assert_eq!(updated["plugin"].as_str(), Some("versioned 1.1.0"), "{updated}");
+        worker.wait_until("v1.1.0 runs", |worker| worker.function(UP)["version"] == "1.1.0");
+        let updated = json_of(&run(&["update", "--name", "up", "--user-config", r#"{"shade": "dark"}"#]));
+        assert_eq!(updated["how"].as_str(), Some("configuration applied live"), "{updated}");
+        let updated = json_of(&run(&["update", "--name", "up", "--parallelism", "3"]));
+        assert_eq!(updated["how"].as_str(), Some("parallelism 1 -> 3 applied live"), "{updated}");
         producing.join().expect("producer")
     });
-    worker.wait_until("v1.1.0 runs", |worker| worker.function(UP)["version"] == "1.1.0");
     worker.produce("up-in", b"last\n", false);
     let outputs = worker.consume("up-out", "check", sent.len() as u64 + 1, false);
     let mut answered: BTreeMap<String, usize> = BTreeMap::new();
@@ -113,17 +118,19 @@ fn a_function_lives_its_whole_life_through_the_cli() {
     let expected: BTreeMap<String, usize> =
         sent.iter().chain(["last".to_owned()].iter()).map(|input| (input.clone(), 1)).collect();
     assert_eq!(answered, expected, "outputs differ from one per input");
-    assert_eq!(outputs.last().map(String::as_str), Some("last from v1.1.0 on 0"));
+    let last = outputs.iter().find(|output| output.starts_with("last ")).expect("the last input's output");
+    assert!(last.starts_with("last from v1.1.0 on "), "{last}");
 
     // Parallelism from a spec file, shown as a table.
     let spec = dir.path().join("up.toml");
     std::fs::write(&spec, "parallelism = 2\n").expect("the spec");
     let updated = json_of(&run(&["update", UP, "--spec", spec.to_str().expect("a path")]));
-    assert_eq!(updated["how"].as_str(), Some("parallelism 1 -> 2 applied live"));
+    assert_eq!(updated["how"].as_str(), Some("parallelism 3 -> 2 applied live"));
     let table = run(&["get", UP, "--output", "table"]);
     let (stdout, stderr) = texts(&table);
     assert!(table.status.success(), "{stderr}");
     assert!(stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["parallelism", "2"]), "{stdout}");
+    assert!(stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["user_config.shade", "dark"]));
 
     // Stop, start, and one instance restarted.
     for (args, said) in [
@@ -136,10 +143,30 @@ fn a_function_lives_its_whole_life_through_the_cli() {
     }
     assert_eq!(worker.function(UP)["instances"].as_array().map(Vec::len), Some(2));
 
+    let table = worker.pfn().args(["functions", "status", UP, "--output", "table"]).output().expect("status");
+    let (stdout, stderr) = texts(&table);
+    assert!(table.status.success(), "{stderr}");
+    assert!(
+        stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["functions.0.state", "running"]),
+        "{stdout}"
+    );
+
     // Refused: one clear line, a non-zero exit, nothing changed.
     let again = run(&["create", "--name", "up", "--inputs", "up-in", "--plugin", "versioned"]);
     assert!(!again.status.success());
     assert_eq!(texts(&again).1.trim_end(), "error: 409 Conflict: function public/default/up already exists");
+
+    // A restarted worker finds the function again, as its spec file says, on the new version.
+    let (status, log) = worker.terminate();
+    assert!(status.success(), "{log}");
+    let worker = RunningWorker::start(dir.path(), &[], &[], &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN]);
+    let url = format!("http://{}", worker.admin_addr());
+    let run = |args: &[&str]| pfn_functions(&worker, &url, TOKEN, args);
+    worker.wait_until("up runs again", |worker| worker.function(UP)["state"] == "running");
+    assert_eq!(
+        (worker.function(UP)["version"].as_str(), worker.function(UP)["instances"].as_array().map(Vec::len)),
+        (Some("1.1.0"), Some(2))
+    );
 
     let deleted = worker.pfn().args(["functions", "delete", "--fqfn", UP]).output().expect("pfn functions delete");
     assert!(deleted.status.success(), "{:?}", texts(&deleted));

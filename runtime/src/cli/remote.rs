@@ -161,6 +161,8 @@ pub enum FunctionsCommand {
         /// Read the value as a counter (`numberValue`).
         #[arg(long)]
         counter: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Set one entry of a function's state; returns once it is on disk.
     Putstate {
@@ -182,6 +184,8 @@ pub enum FunctionsCommand {
     Status {
         /// `tenant/namespace/name`.
         function: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Stop a function for good: its instances stop, its subscription is deleted unless its
     /// spec says `cleanup_subscription = false`, and its spec file is removed.
@@ -294,9 +298,9 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
             }
             Ok(())
         }
-        FunctionsCommand::Querystate { function, key, counter } => {
+        FunctionsCommand::Querystate { function, key, counter, output } => {
             let path = format!("{FUNCTIONS}/{}/state/{}", function.path()?, segment(&key));
-            print_json(&admin.get_json(&path, &[("counter", counter.to_string())])?)
+            print(&admin.get_json(&path, &[("counter", counter.to_string())])?, output)
         }
         FunctionsCommand::Putstate { function, key, value, counter, state } => {
             let entry = match state {
@@ -313,9 +317,9 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
             admin.post_bytes(&path, &[], &serde_json::to_vec(&entry)?)?;
             print_json(&entry)
         }
-        FunctionsCommand::Status { function } => {
+        FunctionsCommand::Status { function, output } => {
             let query: Vec<(&str, String)> = function.into_iter().map(|function| ("function", function)).collect();
-            print_json(&admin.get_json("/pfn/v1/status", &query)?)
+            print(&admin.get_json("/pfn/v1/status", &query)?, output)
         }
     }
 }
