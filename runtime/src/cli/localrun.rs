@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 
-use super::worker::{self as worker_cli, ListenAddr, WorkerArgs};
+use super::worker::{self as worker_cli, ListenAddr, PulsarArgs, WorkerArgs};
 use crate::{
     config::FunctionSpec,
     loader::{Loader, PluginCache},
@@ -40,18 +40,8 @@ pub struct LocalrunArgs {
     /// Where the function's state is kept (default: a temporary directory, gone at exit).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Run on this Pulsar cluster instead of embedded topics.
-    #[arg(long, env = "PFN_PULSAR_URL")]
-    pub pulsar_url: Option<String>,
-    /// A JWT for Pulsar token authentication.
-    #[arg(long, env = "PFN_PULSAR_TOKEN", hide_env_values = true)]
-    pub pulsar_token: Option<String>,
-    /// PEM file of the certificates that Pulsar TLS connections trust.
-    #[arg(long, env = "PFN_TLS_TRUST_CERTS")]
-    pub tls_trust_certs: Option<PathBuf>,
-    /// Accept any TLS certificate from the broker (testing only).
-    #[arg(long)]
-    pub tls_allow_insecure: bool,
+    #[command(flatten)]
+    pub pulsar: PulsarArgs,
     /// A TOML file of `name = "value"` secrets, for spec references `worker:NAME`.
     #[arg(long, env = "PFN_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
@@ -91,11 +81,7 @@ pub fn run(args: LocalrunArgs, socket: Option<PathBuf>, plugin_cache: Option<Pat
         grace_period_ms: args.grace_period_ms,
         nack_backoff_ms: 100,
         max_nack_backoff_ms: 10_000,
-        pulsar_url: args.pulsar_url,
-        pulsar_token: args.pulsar_token,
-        tls_trust_certs: args.tls_trust_certs,
-        tls_allow_insecure: args.tls_allow_insecure,
-        pulsar_io_threads: 1,
+        pulsar: args.pulsar,
         metrics_addr: Some(args.metrics_addr),
         cluster: "localrun".into(),
         secrets_file: args.secrets_file,

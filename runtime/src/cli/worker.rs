@@ -60,23 +60,8 @@ pub struct WorkerArgs {
     /// The longest redelivery delay, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub max_nack_backoff_ms: u64,
-    /// Run the functions on this Pulsar cluster (`pulsar://host:6650`, `pulsar+ssl://host:6651`)
-    /// instead of the embedded topics.
-    #[arg(long, env = "PFN_PULSAR_URL")]
-    pub pulsar_url: Option<String>,
-    /// A JWT for Pulsar token authentication.
-    #[arg(long, env = "PFN_PULSAR_TOKEN", hide_env_values = true)]
-    pub pulsar_token: Option<String>,
-    /// PEM file of the certificates that Pulsar TLS connections trust.
-    #[arg(long, env = "PFN_TLS_TRUST_CERTS")]
-    pub tls_trust_certs: Option<PathBuf>,
-    /// Accept any TLS certificate from the broker (testing only).
-    #[arg(long)]
-    pub tls_allow_insecure: bool,
-    /// Threads that run the Pulsar client's connections, consumers and producers. Instances
-    /// receive, send and acknowledge on their own threads.
-    #[arg(long, env = "PFN_PULSAR_IO_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub pulsar_io_threads: u16,
+    #[command(flatten)]
+    pub pulsar: PulsarArgs,
     /// A listener of its own for `GET /metrics` (`HOST:PORT`, port 0 for any free one), besides
     /// the admin API's `/metrics` (on its TCP address and socket) [default: none]
     #[arg(long, env = "PFN_METRICS_ADDR", value_parser = parse_listen_addr)]
@@ -98,6 +83,42 @@ pub struct WorkerArgs {
     /// A file holding the admin token (its first line).
     #[arg(long, env = "PFN_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+}
+
+/// Where Pulsar is, and how to reach it: without `--pulsar-url`, the functions run on embedded
+/// topics.
+#[derive(Debug, Args)]
+pub struct PulsarArgs {
+    /// Run the functions on this Pulsar cluster (`pulsar://host:6650`, `pulsar+ssl://host:6651`)
+    /// instead of the embedded topics.
+    #[arg(long, env = "PFN_PULSAR_URL")]
+    pub pulsar_url: Option<String>,
+    /// A JWT for Pulsar token authentication.
+    #[arg(long, env = "PFN_PULSAR_TOKEN", hide_env_values = true)]
+    pub pulsar_token: Option<String>,
+    /// PEM file of the certificates that Pulsar TLS connections trust.
+    #[arg(long, env = "PFN_TLS_TRUST_CERTS")]
+    pub tls_trust_certs: Option<PathBuf>,
+    /// Accept any TLS certificate from the broker (testing only).
+    #[arg(long)]
+    pub tls_allow_insecure: bool,
+    /// Threads that run the Pulsar client's connections, consumers and producers. Instances
+    /// receive, send and acknowledge on their own threads.
+    #[arg(long, env = "PFN_PULSAR_IO_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pulsar_io_threads: u16,
+}
+
+impl PulsarArgs {
+    /// The connection's settings, when `--pulsar-url` is given.
+    fn settings(&self) -> Option<PulsarSettings> {
+        self.pulsar_url.as_ref().map(|url| PulsarSettings {
+            url: url.clone(),
+            token: self.pulsar_token.clone(),
+            tls_trust_certs: self.tls_trust_certs.clone(),
+            tls_allow_insecure: self.tls_allow_insecure,
+            io_threads: usize::from(self.pulsar_io_threads),
+        })
+    }
 }
 
 /// The admin API's address when none is given (Pulsar's function worker uses 6750 too).
@@ -216,27 +237,18 @@ pub fn run_with(
         })?
     };
 
-    let topics = match &args.pulsar_url {
+    let topics = match args.pulsar.settings() {
         None => Topics::Embedded,
-        Some(url) => {
-            let settings = PulsarSettings {
-                url: url.clone(),
-                token: args.pulsar_token.clone(),
-                tls_trust_certs: args.tls_trust_certs.clone(),
-                tls_allow_insecure: args.tls_allow_insecure,
-                io_threads: usize::from(args.pulsar_io_threads),
-            };
-            match PulsarTransport::connect(&settings, || stop_requested.load(Ordering::Acquire)) {
-                Ok(pulsar) => Topics::Pulsar(Arc::new(pulsar)),
-                Err(ConnectError::Stopped { url }) => {
-                    tracing::info!(%url, "stopped before Pulsar could be reached");
-                    signals_handle.close();
-                    let _ = signal_thread.join();
-                    return Ok(());
-                }
-                Err(error) => return Err(error.into()),
+        Some(settings) => match PulsarTransport::connect(&settings, || stop_requested.load(Ordering::Acquire)) {
+            Ok(pulsar) => Topics::Pulsar(Arc::new(pulsar)),
+            Err(ConnectError::Stopped { url }) => {
+                tracing::info!(%url, "stopped before Pulsar could be reached");
+                signals_handle.close();
+                let _ = signal_thread.join();
+                return Ok(());
             }
-        }
+            Err(error) => return Err(error.into()),
+        },
     };
     let worker = Worker::new(options, loader, EmbeddedBroker::new(), topics)?;
     let handle = worker.handle();
