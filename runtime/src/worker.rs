@@ -97,8 +97,8 @@ pub enum WorkerEvent {
     RolledBack { fqfn: String, instance: u32, from: String, to: String, reason: String },
     /// Delete function `fqfn` and answer on `reply`.
     Delete { fqfn: String, reply: mpsc::Sender<Result<Deleted, DeleteError>> },
-    /// Apply the functions directory now and answer with what each changed file came to.
-    ApplySpecs { reply: mpsc::Sender<Vec<(PathBuf, Applied)>> },
+    /// Apply the functions directory now and answer with what spec file `path` last came to.
+    ApplySpec { path: PathBuf, reply: mpsc::Sender<Option<Applied>> },
     /// Start, stop or restart a function or one instance, and answer on `reply`.
     Lifecycle {
         fqfn: String,
@@ -212,10 +212,11 @@ impl WorkerHandle {
     }
 
     /// Applies the functions directory now (as the worker does every watch interval); returns
-    /// what each spec file changed since the last look came to.
-    pub fn apply_specs(&self) -> Result<Vec<(PathBuf, Applied)>, DeleteError> {
+    /// what spec file `path` last came to, whichever look applied it.
+    pub fn apply_spec(&self, path: &std::path::Path) -> Result<Option<Applied>, DeleteError> {
         let (reply, answer) = mpsc::channel();
-        self.events.send(WorkerEvent::ApplySpecs { reply }).map_err(|_| DeleteError::ShuttingDown)?;
+        let apply = WorkerEvent::ApplySpec { path: path.to_path_buf(), reply };
+        self.events.send(apply).map_err(|_| DeleteError::ShuttingDown)?;
         answer.recv().map_err(|_| DeleteError::ShuttingDown)
     }
 
@@ -291,6 +292,8 @@ pub struct Worker {
     stopped: HashMap<String, Plugin>,
     plugins: PluginsDir,
     functions_dir: FunctionsDir,
+    /// What each spec file last came to, for the admin API to answer with.
+    last_applied: HashMap<PathBuf, Applied>,
     /// Digests that function specs pin, which make a file without a manifest acceptable.
     spec_digests: Vec<Sha256Digest>,
     watchdog: Watchdog,
@@ -344,6 +347,7 @@ impl Worker {
         let mut worker = Self {
             plugins: PluginsDir::new(options.plugins_dir.clone()),
             functions_dir: FunctionsDir::new(options.functions_dir.clone()),
+            last_applied: HashMap::new(),
             runners: HashMap::new(),
             stopped: HashMap::new(),
             options,
@@ -383,8 +387,9 @@ impl Worker {
                 Ok(WorkerEvent::Lifecycle { fqfn, instance, action, reply }) => {
                     let _ = reply.send(self.lifecycle(&fqfn, instance, action));
                 }
-                Ok(WorkerEvent::ApplySpecs { reply }) => {
-                    let _ = reply.send(self.follow_functions_dir(true));
+                Ok(WorkerEvent::ApplySpec { path, reply }) => {
+                    self.follow_functions_dir(true);
+                    let _ = reply.send(self.last_applied.get(&path).cloned());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.scan();

@@ -142,6 +142,18 @@ async fn a_function_is_created_from_an_upload_then_updated_stopped_started_and_d
     assert_eq!(status[0].instances.len(), 2);
     assert_eq!(worker.handle.spec("public/default/loud").expect("the spec").inputs, ["quiet"]);
 
+    // An update the worker cannot apply (a secret nowhere to be found) is refused: the function
+    // runs as it was, and its spec file says so again.
+    let spec_file = worker.functions_dir.join("public.default.loud.json");
+    let before = fs::read_to_string(&spec_file).expect("the spec file");
+    let secrets = br#"{"secrets": {"key": "env:PFN_TEST_NO_SUCH_VARIABLE"}}"#;
+    let (status, body) = send(&worker, Method::PUT, LOUD, form(&[("functionConfig", secrets)])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().is_some_and(|error| error.contains("PFN_TEST_NO_SUCH_VARIABLE")), "{body}");
+    assert!(worker.handle.spec("public/default/loud").expect("the spec").secrets.is_empty());
+    assert_eq!(fs::read_to_string(&spec_file).expect("the spec file"), before);
+    assert_eq!(state_of(&worker, "public/default/loud"), "running");
+
     // Stopped: triggers are refused; started again, it answers; one instance restarts alone.
     assert_eq!(post(&worker, &format!("{LOUD}/stop")).await.0, StatusCode::OK);
     assert_eq!(state_of(&worker, "public/default/loud"), "stopped");

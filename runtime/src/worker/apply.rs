@@ -43,21 +43,24 @@ pub enum Applied {
 }
 
 impl Worker {
-    /// Applies what changed in the functions directory since the last look; returns what each
-    /// changed file came to.
-    pub(super) fn follow_functions_dir(&mut self, start: bool) -> Vec<(PathBuf, Applied)> {
+    /// Applies what changed in the functions directory since the last look, and notes what
+    /// each changed file came to.
+    pub(super) fn follow_functions_dir(&mut self, start: bool) {
         let changes = match self.functions_dir.scan() {
             Ok(changes) => changes,
             Err(error) => {
                 let dir = self.functions_dir.path().display().to_string();
                 tracing::error!(%dir, %error, "cannot scan the functions directory");
-                return Vec::new();
+                return;
             }
         };
-        changes
-            .into_iter()
-            .filter_map(|change| self.apply(&change, start).map(|applied| (change.path().to_path_buf(), applied)))
-            .collect()
+        for change in changes {
+            let path = change.path().to_path_buf();
+            match self.apply(&change, start) {
+                Some(applied) => drop(self.last_applied.insert(path, applied)),
+                None => drop(self.last_applied.remove(&path)),
+            }
+        }
     }
 
     /// Applies one change; nothing when a removed file had no function (it was refused, or

@@ -131,11 +131,16 @@ impl WorkerHandle {
             }
             None => None,
         };
+        let before = fs::read_to_string(&spec_file).ok();
         write_atomically(&spec_file, &spec_text(&spec, &spec_file)?)?;
-        let applied = self.apply_specs().map_err(|_| DeployError::ShuttingDown)?;
-        let applied = applied.into_iter().find(|(path, _)| *path == spec_file).map(|(_, applied)| applied);
+        let applied = self.apply_spec(&spec_file).map_err(|_| DeployError::ShuttingDown)?;
         let applied = applied.unwrap_or(Applied::Unchanged { fqfn: fqfn.to_owned() });
         if let Applied::Refused { reason } = applied {
+            // The directory says again what runs: the file as it was, or none.
+            match before {
+                Some(text) => write_atomically(&spec_file, &text)?,
+                None => fs::remove_file(&spec_file).map_err(|source| write_error(&spec_file, source))?,
+            }
             return Err(DeployError::Refused(reason));
         }
         Ok(Deployed { fqfn: fqfn.to_owned(), plugin, spec_file: spec_file.display().to_string(), applied })
