@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `fixtures`, `pfn_cli`, `worker`: the built artifacts, the `pfn` CLI, a running worker.
+//! - `in_process`: a worker on a thread of the test, and one-shot calls to its admin API's app.
 //! - `metrics`: scraping a worker's metrics endpoint and parsing the scrape with prometheus_client.
 //! - `broker`: pulsar-lite as a child process (`TestBroker`), installed by `scripts/setup.sh`.
 //! - `pulsar_client`: a blocking producer and consumer, as an external application.

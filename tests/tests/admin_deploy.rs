@@ -177,6 +177,20 @@ async fn a_function_is_created_from_an_upload_then_updated_stopped_started_and_d
         (StatusCode::OK, Value::String("Some(\"firm\")".into()))
     );
 
+    // An update of a function whose spec file is TOML keeps it TOML, nested user config too.
+    let config = br#"{"userConfig": {"limits": {"high": 30.5, "labels": ["a", "b"]}}, "parallelism": 2}"#;
+    let (status, body) =
+        send(&worker, Method::PUT, "/admin/v3/functions/public/default/shout", form(&[("functionConfig", config)]))
+            .await;
+    assert_eq!(
+        (status, body["how"].as_str()),
+        (StatusCode::OK, Some("configuration, parallelism 1 -> 2 applied live")),
+        "{body}"
+    );
+    let written = fs::read_to_string(worker.functions_dir.join("shout.toml")).expect("the spec file");
+    let reread = pfn::config::FunctionSpec::from_file(&worker.functions_dir.join("shout.toml")).expect("valid TOML");
+    assert_eq!((reread.parallelism, reread.user_config["limits"]["labels"][1].as_str()), (2, Some("b")), "{written}");
+
     // Deleted: the spec file goes with it.
     assert_eq!(call(worker.state(), Method::DELETE, LOUD.to_owned(), Some(TOKEN), Vec::new()).await.0, StatusCode::OK);
     assert!(!worker.functions_dir.join("public.default.loud.json").exists());

@@ -119,10 +119,9 @@ impl WorkerHandle {
             // Named below, once the upload says what it is.
             config.insert("plugin".into(), "uploaded".into());
         }
-        let spec: FunctionSpec = serde_json::from_value(Value::Object(config))
+        let mut spec: FunctionSpec = serde_json::from_value(Value::Object(config))
             .map_err(|error| DeployError::BadRequest(format!("not a function config: {error}")))?;
         spec.validate().map_err(DeployError::Spec)?;
-        let mut spec = spec;
         let plugin = match upload {
             Some(upload) => {
                 let manifest = self.install(upload)?;
