@@ -2,8 +2,9 @@
 # Installs what a fresh machine lacks to build and test pfn:
 #   - protoc, OpenSSL headers and pkg-config (the `pulsar` crate needs them to build);
 #   - a Python venv at $TARGET/pulsar-venv with pulsar-lite, the test broker that
-#     tests/src/broker.rs starts, pulsar-client, the reference client to compare against, and
-#     prometheus-client, whose parser the metrics tests read scrapes with.
+#     tests/src/broker.rs starts, pulsar-client, the reference client to compare against,
+#     prometheus-client, whose parser the metrics tests read scrapes with, and
+#     kubernetes-validate, which checks the Kubernetes manifests against Kubernetes' schemas.
 # Idempotent: a second run only checks and returns.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -34,14 +35,15 @@ fi
 
 VENV="$TARGET/pulsar-venv"
 BROKER="$VENV/lib/python3.11/site-packages/pulsar_lite/bin/pulsar-lite"
-if ! "$VENV/bin/python" -c 'import pulsar, pulsar_lite, prometheus_client' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import pulsar, pulsar_lite, prometheus_client, kubernetes_validate' >/dev/null 2>&1; then
     if ! command -v python3 >/dev/null 2>&1; then
         echo "python3 is required to install the test broker (pulsar-lite)" >&2
         exit 1
     fi
-    say "creating $VENV with pulsar-lite, pulsar-client and prometheus-client"
+    say "creating $VENV with pulsar-lite, pulsar-client, prometheus-client and kubernetes-validate"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet 'pulsar-lite==0.2.0' pulsar-client 'prometheus-client==0.21.1'
+    "$VENV/bin/pip" install --quiet 'pulsar-lite==0.2.0' pulsar-client 'prometheus-client==0.21.1' \
+        'kubernetes-validate==1.37.0'
 fi
 # The site-packages path names the venv's Python version; ask the venv when it is not 3.11.
 if [ ! -x "$BROKER" ]; then

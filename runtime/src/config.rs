@@ -3,11 +3,14 @@
 //! A spec is a TOML or JSON file using Pulsar Functions' names. [`FunctionSpec::validate`]
 //! checks it without touching the network and names the field and the reason of every problem.
 
+mod resources;
+
 use std::{collections::BTreeMap, fmt, path::Path};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use self::resources::Resources;
 use crate::{
     io::{
         producer_config::{ProducerConfig, ProducerSettings},
@@ -93,6 +96,9 @@ pub struct FunctionSpec {
     /// How the function's producers batch and compress (default: as Pulsar Functions).
     #[serde(default)]
     pub producer_config: Option<ProducerConfig>,
+    /// What each instance may use (Pulsar's `cpu`, `ram`, `disk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
 }
 
 fn default_tenant() -> String {
@@ -284,6 +290,7 @@ impl FunctionSpec {
         {
             problem("producer_config", "batching_max_publish_delay_ms must be positive when batching".into());
         }
+        problems.extend(self.resources.iter().flat_map(Resources::problems));
         if problems.is_empty() { Ok(()) } else { Err(SpecError::Invalid { name: self.fqfn(), problems }) }
     }
 }

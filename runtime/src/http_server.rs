@@ -8,13 +8,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, serve::Listener};
+use axum::{Router, routing::get, serve::Listener};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
 /// How long a stopping server waits for requests in progress (a `consume` stream, a trigger)
 /// before it is left behind.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where every server of the worker answers `ok` while the process serves (liveness and
+/// readiness probes ask it), open to all.
+pub const HEALTH_PATH: &str = "/admin/v3/worker/health";
+
+/// The route `GET` [`HEALTH_PATH`].
+pub fn health_route<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(HEALTH_PATH, get(|| async { "ok" }))
+}
 
 /// Why a server could not start.
 #[derive(Debug, Error)]

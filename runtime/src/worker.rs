@@ -86,6 +86,8 @@ pub struct WorkerOptions {
     pub timing: bool,
     /// The worker-wide secrets file (`name = "value"` TOML), for `worker:` references.
     pub secrets_file: Option<PathBuf>,
+    /// Run only this instance of each function, as one pod of a StatefulSet does (none: all).
+    pub only_instance: Option<u32>,
 }
 
 /// Something the coordinator must act on.
@@ -328,6 +330,7 @@ impl Worker {
             cluster: options.cluster.clone(),
             timing: options.timing,
             secrets: options.secrets_file.as_deref().map(WorkerSecrets::read).transpose()?.map(Arc::new),
+            only_instance: options.only_instance,
         };
         let handle = WorkerHandle {
             broker,

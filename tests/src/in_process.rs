@@ -56,6 +56,7 @@ impl InProcess {
             cluster: "test".into(),
             timing: true,
             secrets_file: None,
+            only_instance: None,
         };
         let loader = Loader::new(PluginCache::new(dir.path().join("cache")));
         let worker = Worker::new(options, loader, EmbeddedBroker::new(), Topics::Embedded).expect("a worker");

@@ -1,5 +1,6 @@
 //! `pfn functions localrun --spec FILE`: one function in the foreground, on embedded topics
-//! (reached through `--worker`) and on Pulsar, and a non-zero exit on a fatal error.
+//! (reached through `--worker`; one instance of three, as a StatefulSet's pod runs it, with its
+//! health probe) and on Pulsar, and a non-zero exit on a fatal error.
 
 use std::{
     fs,
@@ -53,11 +54,14 @@ fn localrun_runs_one_function_on_embedded_topics_until_signalled() {
     let dir = scratch();
     install_exclamation(dir.path());
     let spec = dir.path().join("shout.toml");
-    fs::write(&spec, "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"in\"]\noutput = \"out\"\n")
-        .expect("spec");
+    let text = "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"in\"]\noutput = \"out\"\nparallelism = 3\n";
+    fs::write(&spec, text).expect("spec");
     let socket = dir.path().join("localrun.sock");
     let log = dir.path().join("localrun.log");
-    let mut child = localrun(dir.path(), &spec, &["--worker", socket.to_str().expect("a path")], &log);
+    let metrics = pfn_tests::metrics::free_addr().to_string();
+    // Instance 1 of 3, as the second pod of a StatefulSet runs it, with a probe to answer.
+    let args = ["--worker", socket.to_str().expect("a path"), "--instance-id", "1", "--metrics-addr", &metrics];
+    let mut child = localrun(dir.path(), &spec, &args, &log);
     let topics = || {
         let mut command = pfn(dir.path());
         command.env("PFN_WORKER", &socket).arg("topics");
@@ -72,6 +76,26 @@ fn localrun_runs_one_function_on_embedded_topics_until_signalled() {
         assert!(Instant::now() < deadline, "shout never ran: {}", fs::read_to_string(&log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));
     }
+    let status = pfn(dir.path()).env("PFN_WORKER", &socket).args(["functions", "status"]).output().expect("status");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("a JSON status");
+    let ids: Vec<u64> = status["functions"][0]["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter_map(|instance| instance["instance_id"].as_u64())
+        .collect();
+    assert_eq!(ids, [1], "{status}");
+    let probe = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&metrics).expect("the probe's port");
+        stream
+            .write_all(b"GET /admin/v3/worker/health HTTP/1.1\r\nHost: pfn\r\nConnection: close\r\n\r\n")
+            .expect("ask");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        answer
+    };
+    assert!(probe.starts_with("HTTP/1.1 200") && probe.ends_with("ok"), "{probe}");
     let created = topics().args(["create-subscription", "out", "-s", "check"]).output().expect("subscribe");
     assert!(created.status.success(), "{:?}", texts(&created));
     let mut produce = topics();

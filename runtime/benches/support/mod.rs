@@ -67,6 +67,7 @@ pub fn bench_options(
         cluster: "bench".into(),
         timing,
         secrets_file: None,
+        only_instance: None,
     }
 }
 

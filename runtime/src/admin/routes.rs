@@ -27,7 +27,7 @@ const FUNCTIONS: &str = "/admin/v3/functions";
 
 /// `GET /admin/v3/worker/health`, open to all.
 pub(super) fn health() -> Router<AdminState> {
-    Router::new().route("/admin/v3/worker/health", get(|| async { "ok" }))
+    crate::http_server::health_route()
 }
 
 /// pfn's own routes, beside Pulsar's: the worker's status of every function, and the topics

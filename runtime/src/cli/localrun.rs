@@ -49,6 +49,9 @@ pub struct LocalrunArgs {
     /// socket in any case.
     #[arg(long, default_value = "off", value_parser = worker_cli::parse_listen_addr)]
     pub metrics_addr: ListenAddr,
+    /// Run only this instance of the function (a StatefulSet pod's ordinal); default: all.
+    #[arg(long, env = "PFN_INSTANCE_ID")]
+    pub instance_id: Option<u32>,
     /// How long a shutdown waits for in-flight work, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub grace_period_ms: u64,
@@ -88,6 +91,7 @@ pub fn run(args: LocalrunArgs, socket: Option<PathBuf>, plugin_cache: Option<Pat
         admin_addr: Some(ListenAddr::Off),
         admin_token: None,
         admin_token_file: None,
+        instance_id: args.instance_id,
     };
     let fatal: Arc<Mutex<Option<String>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));

@@ -83,6 +83,9 @@ pub struct WorkerArgs {
     /// A file holding the admin token (its first line).
     #[arg(long, env = "PFN_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Run only this instance of each function, as one pod of a StatefulSet does (its ordinal).
+    #[arg(long, env = "PFN_INSTANCE_ID")]
+    pub instance_id: Option<u32>,
 }
 
 /// Where Pulsar is, and how to reach it: without `--pulsar-url`, the functions run on embedded
@@ -215,6 +218,7 @@ pub fn run_with(
         // `/metrics` is always served (on the socket at least).
         timing: true,
         secrets_file: args.secrets_file.clone(),
+        only_instance: args.instance_id,
     };
     // Signals first: a worker still waiting for its broker stops on SIGTERM too.
     let stop_requested = Arc::new(AtomicBool::new(false));

@@ -1,4 +1,5 @@
-//! `GET /metrics`: the Prometheus endpoint, on a server of its own.
+//! `GET /metrics`: the Prometheus endpoint, on a server of its own (which answers the health
+//! probe too).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -31,7 +32,8 @@ pub struct MetricsServer(HttpServer);
 impl MetricsServer {
     /// Listens on `addr` (port 0: any free port) and answers each scrape with `render()`.
     pub fn start(addr: SocketAddr, render: Render) -> Result<Self, MetricsServerError> {
-        let server = HttpServer::start(addr, "metrics", metrics_routes(render))?;
+        let app = metrics_routes(render).merge(crate::http_server::health_route());
+        let server = HttpServer::start(addr, "metrics", app)?;
         tracing::info!(addr = %server.addr(), "metrics endpoint listening");
         Ok(Self(server))
     }

@@ -184,4 +184,6 @@ pub(super) struct Wiring {
     pub timing: bool,
     /// The worker-wide secrets file's contents, for `worker:` references.
     pub secrets: Option<Arc<WorkerSecrets>>,
+    /// The one instance id each function runs here, when not all.
+    pub only_instance: Option<u32>,
 }

@@ -84,7 +84,7 @@ impl FunctionRunner {
         let sink = wiring.transport.sink(spec.producer_settings());
         let settings = Arc::new(loop_settings(&spec, wiring));
         let mut runner = Self { shared, plugin, previous: None, instances: BTreeMap::new(), secrets, settings, sink };
-        let prepared = runner.prepare(&spec, 0..spec.parallelism, wiring)?;
+        let prepared = runner.prepare(&spec, &here(0..spec.parallelism, wiring), wiring)?;
         if let Some(topic) = &spec.log_topic {
             let log_topic = LogTopic::start(&fqfn, topic.clone(), Arc::clone(&runner.sink))
                 .map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
@@ -108,11 +108,8 @@ impl FunctionRunner {
     /// Starts instances `ids` of the current plugin and spec (ids already running are left alone).
     pub fn add_instances(&mut self, ids: Range<u32>, wiring: &Wiring) -> Result<Vec<Watched>, StartError> {
         let spec = self.shared.spec();
-        let ids: Vec<u32> = ids.filter(|id| !self.instances.contains_key(id)).collect();
-        let mut prepared = Vec::with_capacity(ids.len());
-        for id in ids {
-            prepared.extend(self.prepare(&spec, id..id + 1, wiring)?);
-        }
+        let ids: Vec<u32> = here(ids, wiring).into_iter().filter(|id| !self.instances.contains_key(id)).collect();
+        let prepared = self.prepare(&spec, &ids, wiring)?;
         self.spawn(&spec, prepared, wiring)
     }
 
@@ -228,27 +225,28 @@ impl FunctionRunner {
     }
 
     /// Creates instances `ids` of the plugin, each with a new state slot and metrics.
-    fn prepare(&self, spec: &FunctionSpec, ids: Range<u32>, wiring: &Wiring) -> Result<Vec<Prepared>, InitError> {
-        ids.map(|id| {
-            let labels = InstanceLabels {
-                tenant: spec.tenant.clone(),
-                namespace: spec.namespace.clone(),
-                name: spec.name.clone(),
-                instance_id: id,
-                cluster: wiring.cluster.clone(),
-            };
-            let slot = Arc::new(StateSlot::new(self.shared.store.clone()));
-            let metrics = Arc::new(InstanceMetrics::new(labels));
-            let services = Services {
-                state: Some(Arc::clone(&slot)),
-                metrics: Some(Arc::clone(&metrics)),
-                secrets: Some(Arc::clone(&self.secrets)),
-                log: Some(Arc::clone(&self.shared.log)),
-            };
-            let instance = self.plugin.instantiate(FunctionIdentity::for_spec(spec, id), services)?;
-            Ok(Prepared { id, instance, slot, metrics })
-        })
-        .collect()
+    fn prepare(&self, spec: &FunctionSpec, ids: &[u32], wiring: &Wiring) -> Result<Vec<Prepared>, InitError> {
+        ids.iter()
+            .map(|&id| {
+                let labels = InstanceLabels {
+                    tenant: spec.tenant.clone(),
+                    namespace: spec.namespace.clone(),
+                    name: spec.name.clone(),
+                    instance_id: id,
+                    cluster: wiring.cluster.clone(),
+                };
+                let slot = Arc::new(StateSlot::new(self.shared.store.clone()));
+                let metrics = Arc::new(InstanceMetrics::new(labels));
+                let services = Services {
+                    state: Some(Arc::clone(&slot)),
+                    metrics: Some(Arc::clone(&metrics)),
+                    secrets: Some(Arc::clone(&self.secrets)),
+                    log: Some(Arc::clone(&self.shared.log)),
+                };
+                let instance = self.plugin.instantiate(FunctionIdentity::for_spec(spec, id), services)?;
+                Ok(Prepared { id, instance, slot, metrics })
+            })
+            .collect()
     }
 
     /// Subscribes each prepared instance and starts its thread.
@@ -320,6 +318,11 @@ impl FunctionRunner {
             })
             .collect()
     }
+}
+
+/// The ids of `ids` that run in this worker: all, or the one it was told to run.
+fn here(ids: Range<u32>, wiring: &Wiring) -> Vec<u32> {
+    ids.filter(|id| wiring.only_instance.is_none_or(|only| only == *id)).collect()
 }
 
 /// The function's secrets, resolved from its spec.
