@@ -3,6 +3,7 @@
 mod admin_client;
 mod choices;
 mod deploy_flags;
+mod k8s_manifest;
 mod localrun;
 mod remote;
 mod report;

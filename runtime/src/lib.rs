@@ -21,6 +21,7 @@
 //! - [`sync`]: locking and wake-up helpers for the worker's threads.
 //! - [`resources`]: what the process has used (peak memory).
 //! - [`admin`]: the admin REST API (`/admin/v3/functions`).
+//! - [`kubernetes`]: a function's Kubernetes manifests.
 //! - [`cli`]: the `pfn` command line.
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod execute;
 pub mod http_server;
 pub mod instance;
 pub mod io;
+pub mod kubernetes;
 pub mod loader;
 pub mod plugin_log;
 pub mod resources;

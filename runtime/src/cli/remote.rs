@@ -63,7 +63,7 @@ pub struct FunctionName {
 
 impl FunctionName {
     /// The function's path under `/admin/v3/functions`: `tenant/namespace/name`.
-    fn path(&self) -> anyhow::Result<String> {
+    pub(super) fn path(&self) -> anyhow::Result<String> {
         if let Some(fqfn) = self.function.as_ref().or(self.fqfn.as_ref()) {
             if fqfn.split('/').count() != 3 || fqfn.split('/').any(str::is_empty) {
                 anyhow::bail!("{fqfn:?} is not tenant/namespace/name");
@@ -117,6 +117,8 @@ pub enum FunctionsCommand {
     /// Run one function in the foreground, on Pulsar or on embedded topics (reached with
     /// `pfn topics --worker SOCKET`); exits non-zero on a fatal error.
     Localrun(super::localrun::LocalrunArgs),
+    /// Print the Kubernetes manifests that run a function (from --spec, or the worker's spec).
+    K8sManifest(super::k8s_manifest::ManifestArgs),
     /// List the functions of a namespace (admin API).
     List {
         #[arg(long, default_value = "public")]
@@ -258,6 +260,7 @@ pub fn functions(command: FunctionsCommand, socket: &Path, api: &AdminApi) -> an
     let admin = client(socket, api);
     match command {
         FunctionsCommand::Localrun(_) => anyhow::bail!("localrun runs a function here, not on a worker"),
+        FunctionsCommand::K8sManifest(args) => super::k8s_manifest::print(args, &admin),
         FunctionsCommand::Create { function, config } => deploy(&admin, FormMethod::Post, &function, config),
         FunctionsCommand::Update { function, config } => deploy(&admin, FormMethod::Put, &function, config),
         FunctionsCommand::Start { function, instance_id } => lifecycle(&admin, "start", &function, instance_id),
