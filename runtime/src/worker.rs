@@ -290,8 +290,9 @@ pub struct Worker {
     events: mpsc::Receiver<WorkerEvent>,
     /// The functions that run, by fully qualified name.
     runners: HashMap<String, FunctionRunner>,
-    /// The functions stopped by request, with the plugin they ran.
-    stopped: HashMap<String, Plugin>,
+    /// The functions stopped by request, with the plugin they ran (none if they were not
+    /// running).
+    stopped: HashMap<String, Option<Plugin>>,
     plugins: PluginsDir,
     functions_dir: FunctionsDir,
     /// What each spec file last came to, for the admin API to answer with.

@@ -191,8 +191,30 @@ async fn a_function_is_created_from_an_upload_then_updated_stopped_started_and_d
     let reread = pfn::config::FunctionSpec::from_file(&worker.functions_dir.join("shout.toml")).expect("valid TOML");
     assert_eq!((reread.parallelism, reread.user_config["limits"]["labels"][1].as_str()), (2, Some("b")), "{written}");
 
+    // A function stopped while it waits for its plugin stays stopped when the plugin comes;
+    // started, it runs.
+    let waiting = json!({"inputs": ["later"], "plugin": "versioned"}).to_string();
+    let uri = "/admin/v3/functions/public/default/later";
+    assert_eq!(
+        send(&worker, Method::POST, uri, form(&[("functionConfig", waiting.as_bytes())])).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(state_of(&worker, "public/default/later"), "waiting for plugin");
+    assert_eq!(post(&worker, &format!("{uri}/stop")).await.0, StatusCode::OK);
+    let staging = tempfile::tempdir().expect("a staging directory");
+    let staged = staging.path().join("libversioned.so");
+    fs::copy(pfn_tests::fixtures::versioned("1.0.0"), &staged).expect("the plugin");
+    let pinned = pfn_tests::pfn_cli::pfn(staging.path()).args(["plugin", "pin"]).arg(&staged).output().expect("pin");
+    assert!(pinned.status.success(), "{:?}", pfn_tests::pfn_cli::texts(&pinned));
+    fs::copy(staged.with_extension("pfn.toml"), worker.plugins_dir.join("libversioned.pfn.toml")).expect("pin");
+    fs::copy(&staged, worker.plugins_dir.join("libversioned.so")).expect("the plugin");
+    std::thread::sleep(Duration::from_millis(500)); // ten scans of the plugins directory
+    assert_eq!(state_of(&worker, "public/default/later"), "stopped");
+    assert_eq!(post(&worker, &format!("{uri}/start")).await.0, StatusCode::OK);
+    wait_for_state(&worker, "public/default/later", "running");
+
     // Deleted: the spec file goes with it.
     assert_eq!(call(worker.state(), Method::DELETE, LOUD.to_owned(), Some(TOKEN), Vec::new()).await.0, StatusCode::OK);
     assert!(!worker.functions_dir.join("public.default.loud.json").exists());
-    assert_eq!(worker.handle.names("public", "default"), ["shout"]);
+    assert_eq!(worker.handle.names("public", "default"), ["later", "shout"]);
 }

@@ -190,9 +190,13 @@ impl Worker {
     /// `spec`, on the plugin it ran when that still fits the spec.
     fn restart(&mut self, function: &Arc<FunctionShared>, spec: FunctionSpec) {
         if let Some(plugin) = self.stopped.remove(&function.fqfn) {
-            // Stopped by request: it takes the new spec and stays stopped.
+            // Stopped by request: it takes the new spec and stays stopped, keeping its plugin
+            // when that still fits.
+            let same_file =
+                function.spec().plugin == spec.plugin && function.spec().plugin_sha256 == spec.plugin_sha256;
             let shared = self.register(spec, &function.spec_file);
             shared.set_state(super::state::FunctionState::Stopped);
+            let plugin = plugin.filter(|plugin| same_file && fits(plugin, &shared.spec()));
             self.stopped.insert(shared.fqfn.clone(), plugin);
             return;
         }

@@ -56,10 +56,11 @@ impl Worker {
     ) -> Result<String, LifecycleError> {
         let function = self.handle.function(fqfn).map_err(|_| LifecycleError::NoSuchFunction(fqfn.to_owned()))?;
         let Some(id) = instance else {
-            if matches!(action, Lifecycle::Stop | Lifecycle::Restart)
-                && let Some(plugin) = self.stop_function(&function)
-            {
-                self.stopped.insert(fqfn.to_owned(), plugin);
+            if matches!(action, Lifecycle::Stop | Lifecycle::Restart) {
+                let plugin = self.stop_function(&function);
+                // A function stopped before keeps the plugin it had then.
+                let kept = self.stopped.remove(fqfn).flatten();
+                self.stopped.insert(fqfn.to_owned(), plugin.or(kept));
             }
             if action == Lifecycle::Stop {
                 function.set_state(FunctionState::Stopped);
@@ -69,7 +70,7 @@ impl Worker {
             if self.runners.contains_key(fqfn) {
                 return Ok(format!("{fqfn} is running already"));
             }
-            match self.stopped.remove(fqfn) {
+            match self.stopped.remove(fqfn).flatten() {
                 Some(plugin) => {
                     let path = std::path::PathBuf::from(&function.spec().plugin);
                     self.start(&function, plugin, &path);
