@@ -3,10 +3,12 @@
 mod admin_client;
 mod choices;
 mod deploy_flags;
+mod functions_command;
 mod k8s_manifest;
 mod localrun;
 mod remote;
 mod report;
+mod topics_command;
 mod unix_connector;
 mod worker;
 
@@ -53,7 +55,7 @@ pub enum Command {
         #[command(flatten)]
         api: remote::AdminApi,
         #[command(subcommand)]
-        command: remote::FunctionsCommand,
+        command: functions_command::FunctionsCommand,
     },
     /// Produce to and consume from a running worker's topics (embedded or Pulsar).
     Topics {
@@ -62,7 +64,7 @@ pub enum Command {
         #[command(flatten)]
         api: remote::AdminApi,
         #[command(subcommand)]
-        command: remote::TopicsCommand,
+        command: topics_command::TopicsCommand,
     },
 }
 
@@ -155,11 +157,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             let cache = cli.plugin_cache.unwrap_or_else(|| state_dir.join("plugin-cache"));
             worker::run(args, state_dir, Loader::new(PluginCache::new(cache)))
         }
-        Command::Functions { worker, command: remote::FunctionsCommand::Localrun(args), .. } => {
+        Command::Functions { worker, command: functions_command::FunctionsCommand::Localrun(args), .. } => {
             localrun::run(args, worker.socket, cli.plugin_cache)
         }
-        Command::Functions { worker, api, command } => remote::functions(command, &socket(worker.socket), &api),
-        Command::Topics { worker, api, command } => remote::topics(command, &socket(worker.socket), &api),
+        Command::Functions { worker, api, command } => {
+            functions_command::functions(command, &socket(worker.socket), &api)
+        }
+        Command::Topics { worker, api, command } => topics_command::topics(command, &socket(worker.socket), &api),
         Command::Run(args) => run_plugin(args, &default_loader(cli.plugin_cache)),
         Command::Plugin(command) => plugin(command, &default_loader(cli.plugin_cache)),
     }
