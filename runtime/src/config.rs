@@ -159,11 +159,12 @@ fn join(problems: &[Problem]) -> String {
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 impl FunctionSpec {
-    /// Reads a spec from a `.toml` or `.json` file and validates it.
+    /// Reads a spec from a `.toml` or `.json` file and validates it. A relative plugin path is
+    /// taken from the file's directory.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: shown.clone(), source })?;
-        let spec: Self = match path.extension().and_then(|e| e.to_str()) {
+        let mut spec: Self = match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => toml::from_str(&text).map_err(|e| SpecError::Parse {
                 path: shown.clone(),
                 format: "TOML",
@@ -177,7 +178,24 @@ impl FunctionSpec {
             _ => return Err(SpecError::Format { path: shown }),
         };
         spec.validate()?;
+        if spec.plugin_is_file()
+            && Path::new(&spec.plugin).is_relative()
+            && let Some(dir) = path.parent()
+        {
+            spec.plugin = dir.join(&spec.plugin).display().to_string();
+        }
         Ok(spec)
+    }
+
+    /// Whether `plugin` names a library file (a path) rather than a declared plugin name.
+    pub fn plugin_is_file(&self) -> bool {
+        self.plugin.contains('/') || self.plugin.ends_with(&format!(".{}", std::env::consts::DLL_EXTENSION))
+    }
+
+    /// Whether the plugin version `version` is one `plugin_version` accepts (validated when the
+    /// spec was read).
+    pub fn accepts(&self, version: &semver::Version) -> bool {
+        semver::VersionReq::parse(&self.plugin_version).unwrap_or(semver::VersionReq::STAR).matches(version)
     }
 
     /// `tenant/namespace/name`.

@@ -436,8 +436,3 @@ impl Worker {
         WorkerSummary { functions: self.handle.status(None).unwrap_or_default(), stuck }
     }
 }
-
-/// Whether a spec's `plugin` is a path rather than a declared name.
-pub(crate) fn is_path(plugin: &str) -> bool {
-    plugin.contains('/') || plugin.ends_with(&format!(".{}", std::env::consts::DLL_EXTENSION))
-}

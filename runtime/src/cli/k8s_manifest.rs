@@ -57,14 +57,7 @@ pub enum ManifestFormat {
 /// Prints the manifests; `admin` is asked for the spec when no file is given.
 pub fn print(args: ManifestArgs, admin: &AdminClient) -> anyhow::Result<()> {
     let spec = match &args.spec {
-        Some(path) => {
-            let mut spec = FunctionSpec::from_file(path)?;
-            if crate::worker::is_path(&spec.plugin) && Path::new(&spec.plugin).is_relative() {
-                let dir = path.parent().unwrap_or(Path::new("."));
-                spec.plugin = dir.join(&spec.plugin).display().to_string();
-            }
-            spec
-        }
+        Some(path) => FunctionSpec::from_file(path)?,
         None => {
             let path = format!("/admin/v3/functions/{}", args.function.path()?);
             serde_json::from_value(admin.get_json(&path, &[])?).context("the worker's spec")?

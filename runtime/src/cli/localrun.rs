@@ -61,11 +61,8 @@ pub struct LocalrunArgs {
 /// where `pfn topics` reaches its embedded topics (by default a socket of its own, so that a
 /// localrun never takes a worker's).
 pub fn run(args: LocalrunArgs, socket: Option<PathBuf>, plugin_cache: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut spec = FunctionSpec::from_file(&args.spec)?;
+    let spec = FunctionSpec::from_file(&args.spec)?;
     let spec_dir = args.spec.parent().map(PathBuf::from).unwrap_or_default();
-    if crate::worker::is_path(&spec.plugin) && std::path::Path::new(&spec.plugin).is_relative() {
-        spec.plugin = spec_dir.join(&spec.plugin).display().to_string();
-    }
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let functions = scratch.path().join("functions");
     std::fs::create_dir_all(&functions).context("cannot create the functions directory")?;

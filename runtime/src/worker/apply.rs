@@ -196,7 +196,7 @@ impl Worker {
                 function.spec().plugin == spec.plugin && function.spec().plugin_sha256 == spec.plugin_sha256;
             let shared = self.register(spec, &function.spec_file);
             shared.set_state(super::state::FunctionState::Stopped);
-            let plugin = plugin.filter(|plugin| same_file && fits(plugin, &shared.spec()));
+            let plugin = plugin.filter(|plugin| same_file && shared.spec().accepts(&plugin.version));
             self.stopped.insert(shared.fqfn.clone(), plugin);
             return;
         }
@@ -204,7 +204,7 @@ impl Worker {
         let shared = self.register(spec, &function.spec_file);
         let (old, spec) = (function.spec(), shared.spec());
         let same_file = old.plugin == spec.plugin && old.plugin_sha256 == spec.plugin_sha256;
-        match plugin.filter(|plugin| same_file && fits(plugin, &spec)) {
+        match plugin.filter(|plugin| same_file && spec.accepts(&plugin.version)) {
             Some(plugin) => {
                 let path = PathBuf::from(&spec.plugin);
                 self.start(&shared, plugin, &path);
@@ -232,7 +232,7 @@ impl Worker {
     /// else with the best plugin of the plugins directory that it accepts.
     pub(super) fn start_function(&mut self, function: &Arc<FunctionShared>) {
         let spec = function.spec();
-        if super::is_path(&spec.plugin) {
+        if spec.plugin_is_file() {
             self.start_from_path(function);
         } else {
             let known = self.plugins.known();
@@ -244,26 +244,13 @@ impl Worker {
     }
 }
 
-/// Whether `plugin` is a version `spec` accepts.
-fn fits(plugin: &Plugin, spec: &FunctionSpec) -> bool {
-    let requirement = semver::VersionReq::parse(&spec.plugin_version).unwrap_or(semver::VersionReq::STAR);
-    requirement.matches(&plugin.version)
-}
-
-/// Reads and validates a spec file; a relative plugin path is taken from the file's directory.
-pub(super) fn read_spec(path: &Path) -> Result<FunctionSpec, String> {
-    let mut spec = FunctionSpec::from_file(path).map_err(|error| match error {
+/// Reads and validates a spec file, its refusal as the worker reports it.
+fn read_spec(path: &Path) -> Result<FunctionSpec, String> {
+    FunctionSpec::from_file(path).map_err(|error| match error {
         SpecError::Format { path } if path.ends_with(".yaml") || path.ends_with(".yml") => {
             format!("{path}: YAML specs are not supported; use TOML or JSON")
         }
         error @ SpecError::Invalid { .. } => format!("{}: {error}", path.display()),
         error => error.to_string(),
-    })?;
-    if super::is_path(&spec.plugin)
-        && Path::new(&spec.plugin).is_relative()
-        && let Some(dir) = path.parent()
-    {
-        spec.plugin = dir.join(&spec.plugin).display().to_string();
-    }
-    Ok(spec)
+    })
 }

@@ -23,7 +23,7 @@ impl Worker {
     /// Starts the functions whose spec names a plugin file by path (these are not watched).
     pub(super) fn start_path_plugins(&mut self) {
         for shared in self.handle.functions.all() {
-            if super::is_path(&shared.spec().plugin) {
+            if shared.spec().plugin_is_file() {
                 self.start_from_path(&shared);
             }
         }
@@ -67,7 +67,7 @@ impl Worker {
         let files = self.identify(settled);
         for function in self.handle.functions.all() {
             let spec = function.spec();
-            if super::is_path(&spec.plugin) || function.is_deleted() || self.stopped.contains_key(&function.fqfn) {
+            if spec.plugin_is_file() || function.is_deleted() || self.stopped.contains_key(&function.fqfn) {
                 continue;
             }
             for file in files.iter().filter(|file| file.name == spec.plugin) {
@@ -87,8 +87,7 @@ impl Worker {
                 reason,
             });
         };
-        let requirement = semver::VersionReq::parse(&spec.plugin_version).unwrap_or(semver::VersionReq::STAR);
-        if !requirement.matches(&file.version) {
+        if !spec.accepts(&file.version) {
             return refuse(
                 "version_requirement",
                 format!("version {} is outside plugin_version {}", file.version, spec.plugin_version),
