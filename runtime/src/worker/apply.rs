@@ -200,7 +200,7 @@ impl Worker {
             self.stopped.insert(shared.fqfn.clone(), plugin);
             return;
         }
-        let plugin = self.stop_function(function);
+        let plugin = self.stop_function(function).map(|stopped| stopped.plugin);
         let shared = self.register(spec, &function.spec_file);
         let (old, spec) = (function.spec(), shared.spec());
         let same_file = old.plugin == spec.plugin && old.plugin_sha256 == spec.plugin_sha256;
@@ -213,9 +213,9 @@ impl Worker {
         }
     }
 
-    /// Stops a function's instances (up to the grace period) and lets go of them; returns the
-    /// plugin they ran.
-    pub(super) fn stop_function(&mut self, function: &FunctionShared) -> Option<Plugin> {
+    /// Stops a function's instances (up to the grace period) and lets go of them; none when
+    /// it was not running.
+    pub(super) fn stop_function(&mut self, function: &FunctionShared) -> Option<StoppedRunner> {
         let runner = self.runners.remove(&function.fqfn)?;
         let plugin = runner.plugin.clone();
         runner.request_stop();
@@ -225,7 +225,7 @@ impl Worker {
         if !stuck.is_empty() {
             tracing::warn!(fqfn = %function.fqfn, ?stuck, "instances were still in a call when the grace period ran out; their batches were handed back");
         }
-        Some(plugin)
+        Some(StoppedRunner { plugin, stuck })
     }
 
     /// Starts a function that does not run: from its plugin file when the spec names a path,
@@ -242,6 +242,15 @@ impl Worker {
             }
         }
     }
+}
+
+/// What stopping a running function left.
+pub(super) struct StoppedRunner {
+    /// The plugin its instances ran.
+    pub plugin: Plugin,
+    /// The instances still in a call when the grace period ran out (their batches were taken
+    /// back).
+    pub stuck: Vec<u32>,
 }
 
 /// Reads and validates a spec file, its refusal as the worker reports it.

@@ -2,8 +2,6 @@
 //! when its spec says `cleanup_subscription` (the default, as in Pulsar), and its spec file is
 //! removed so that the function does not come back when the worker restarts.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
 use super::Worker;
@@ -46,20 +44,16 @@ impl Worker {
         let shared = self.handle.functions.get(fqfn).filter(|shared| !shared.is_deleted());
         let shared = shared.ok_or_else(|| DeleteError::NoSuchFunction(fqfn.to_owned()))?;
         let mut warnings = Vec::new();
-        let mut stuck = Vec::new();
         self.stopped.remove(fqfn);
-        if let Some(runner) = self.runners.remove(fqfn) {
-            runner.request_stop();
-            stuck = runner.join(Instant::now() + self.options.grace_period);
-            if !stuck.is_empty() {
-                warnings.push(format!(
-                    "instances {stuck:?} were still in a call when the grace period ran out; what their batches \
-                     come to is discarded, and their inputs are left to the broker"
-                ));
-            }
+        if let Some(stopped) = self.stop_function(&shared)
+            && !stopped.stuck.is_empty()
+        {
+            warnings.push(format!(
+                "instances {:?} were still in a call when the grace period ran out; what their batches come to \
+                 is discarded, and their inputs are left to the broker",
+                stopped.stuck
+            ));
         }
-        self.watchdog.forget(|watched| watched.fqfn == shared.fqfn);
-        shared.retire_instances(&stuck);
         let spec = shared.spec();
         let subscription_deleted = spec.cleanup_subscription
             && match self.delete_subscription(&spec) {

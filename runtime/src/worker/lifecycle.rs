@@ -57,7 +57,7 @@ impl Worker {
         let function = self.handle.function(fqfn).map_err(|_| LifecycleError::NoSuchFunction(fqfn.to_owned()))?;
         let Some(id) = instance else {
             if matches!(action, Lifecycle::Stop | Lifecycle::Restart) {
-                let plugin = self.stop_function(&function);
+                let plugin = self.stop_function(&function).map(|stopped| stopped.plugin);
                 // A function stopped before keeps the plugin it had then.
                 let kept = self.stopped.remove(fqfn).flatten();
                 self.stopped.insert(fqfn.to_owned(), plugin.or(kept));

@@ -143,9 +143,7 @@ impl FunctionRunner {
         let secrets = resolve_secrets(&spec, wiring)?;
         let instances = self.instantiate_running(&spec, &self.plugin, &secrets)?;
         self.secrets = secrets;
-        for (running, instance) in self.instances.values().zip(instances) {
-            drop(running.control.offer_swap(Swap { instance, probation: None }));
-        }
+        self.offer_swaps(instances, None);
         Ok(())
     }
 
@@ -153,10 +151,7 @@ impl FunctionRunner {
     /// to at its instance's next message boundary. Nothing changes if any init fails.
     pub fn upgrade(&mut self, plugin: Plugin, probation: Option<u32>) -> Result<(), InitError> {
         let instances = self.instantiate_running(&self.shared.spec(), &plugin, &self.secrets)?;
-        for (running, instance) in self.instances.values().zip(instances) {
-            // A swap the instance had not taken yet is superseded by this one.
-            drop(running.control.offer_swap(Swap { instance, probation }));
-        }
+        self.offer_swaps(instances, probation);
         *lock(&self.shared.version) = Some(plugin.info.version.clone());
         self.previous = Some(std::mem::replace(&mut self.plugin, plugin));
         Ok(())
@@ -301,6 +296,15 @@ impl FunctionRunner {
     fn publish_instances(&self) {
         let controls = self.instances.values().map(|running| Arc::clone(&running.control)).collect();
         *lock(&self.shared.instances) = controls;
+    }
+
+    /// Leaves each of `instances` (one per running instance, in id order) to be switched to at
+    /// its instance's next message boundary.
+    fn offer_swaps(&self, instances: Vec<PluginInstance>, probation: Option<u32>) {
+        for (running, instance) in self.instances.values().zip(instances) {
+            // A swap the instance had not taken yet is superseded by this one.
+            drop(running.control.offer_swap(Swap { instance, probation }));
+        }
     }
 
     /// A new instance of `plugin` for each running instance, with `secrets`.
