@@ -7,6 +7,7 @@
 //! # Layout
 //! - `fixtures`, `pfn_cli`, `worker`: the built artifacts, the `pfn` CLI, a running worker.
 //! - `in_process`: a worker on a thread of the test, and one-shot calls to its admin API's app.
+//! - `http`: plain HTTP `GET`s over TCP or a Unix socket.
 //! - `metrics`: scraping a worker's metrics endpoint and parsing the scrape with prometheus_client.
 //! - `broker`: pulsar-lite as a child process (`TestBroker`), installed by `scripts/setup.sh`.
 //! - `pulsar_client`: a blocking producer and consumer, as an external application.
@@ -18,6 +19,7 @@
 
 pub mod broker;
 pub mod fixtures;
+pub mod http;
 pub mod in_process;
 pub mod metrics;
 pub mod pfn_cli;

@@ -2,7 +2,7 @@
 //! `prometheus_client`'s, from the venv `scripts/setup.sh` makes.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
 };
@@ -19,11 +19,8 @@ pub fn free_addr() -> SocketAddr {
 
 /// `GET /metrics` at `addr`: the body.
 pub fn scrape(addr: SocketAddr) -> String {
-    let mut stream =
-        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot reach the metrics endpoint {addr}: {e}"));
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: pfn\r\nConnection: close\r\n\r\n").expect("request");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("answer");
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot reach the metrics endpoint {addr}: {e}"));
+    let answer = crate::http::get(stream, "/metrics", &[]);
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {answer:.200}"));
     assert!(head.starts_with("HTTP/1.1 200"), "scrape answered {head}");
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");

@@ -27,3 +27,10 @@ pub fn run_with_stdin(mut command: Command, stdin: &[u8]) -> Output {
 pub fn texts(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
+
+/// What a command that succeeded printed, as JSON; fails with its stderr otherwise.
+pub fn json_of(output: &Output) -> serde_json::Value {
+    let (stdout, stderr) = texts(output);
+    assert!(output.status.success(), "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+}

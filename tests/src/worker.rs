@@ -9,7 +9,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::pfn_cli::{pfn, run_with_stdin, texts};
+use crate::{
+    fixtures::plugin,
+    pfn_cli::{pfn, run_with_stdin, texts},
+};
 
 /// A `pfn worker` child process with its own plugins, functions and state directories.
 #[derive(Debug)]
@@ -95,6 +98,20 @@ impl RunningWorker {
             .expect("pfn worker starts");
         worker.child = Some(child);
         worker.wait_until("the endpoint answers", |worker| worker.try_status().is_some());
+        worker
+    }
+
+    /// A worker running `shout` (exclamation, `words` to `shouts`) with its admin API on a free
+    /// loopback port behind `token`; returns once shout runs.
+    pub fn start_shout_with_admin(scratch: &Path, token: &str) -> Self {
+        let spec = "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"words\"]\noutput = \"shouts\"\n";
+        let worker = Self::start(
+            scratch,
+            &[("shout.toml", spec)],
+            &[(&plugin("exclamation"), "libexclamation.so")],
+            &["--admin-addr", "127.0.0.1:0", "--admin-token", token],
+        );
+        worker.wait_until("shout runs", |worker| worker.function("public/default/shout")["state"] == "running");
         worker
     }
 

@@ -5,7 +5,8 @@
 use axum::http::{Method, StatusCode};
 use pfn::admin::BODY_LIMIT;
 use pfn_tests::{
-    fixtures::{plugin, scratch},
+    fixtures::scratch,
+    http,
     in_process::{InProcess, SHOUT, TOKEN, call},
     pfn_cli::texts,
     worker::{RunningWorker, WorkerDirs},
@@ -108,30 +109,18 @@ fn a_worker_refuses_to_serve_the_admin_api_beyond_loopback_without_a_token() {
 #[test]
 fn the_binary_serves_the_api_over_tcp_with_its_token() {
     let dir = scratch();
-    let spec = "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"words\"]\noutput = \"shouts\"\n";
-    let worker = RunningWorker::start(
-        dir.path(),
-        &[("shout.toml", spec)],
-        &[(&plugin("exclamation"), "libexclamation.so")],
-        &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN],
-    );
-    worker.wait_until("shout runs", |worker| worker.function("public/default/shout")["state"] == "running");
+    let worker = RunningWorker::start_shout_with_admin(dir.path(), TOKEN);
     let addr = worker.admin_addr();
     let ask = |token: Option<&str>| {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&addr).expect("the admin API accepts");
-        let auth = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
-        let request = format!("GET {SHOUT}/status HTTP/1.1\r\nHost: pfn\r\n{auth}Connection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).expect("a request");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("an answer");
-        answer
+        let stream = std::net::TcpStream::connect(&addr).expect("the admin API accepts");
+        let auth: Vec<String> = token.map(|token| format!("Authorization: Bearer {token}")).into_iter().collect();
+        http::get(stream, &format!("{SHOUT}/status"), &auth)
     };
     let refused = ask(None);
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let answer = ask(Some(TOKEN));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a JSON status");
+    let body: Value = serde_json::from_str(http::body(&answer)).expect("a JSON status");
     assert_eq!(body["numInstances"], 1);
 
     // Prometheus scrapes the same server, without the token, as a Pulsar worker's REST port.
@@ -140,17 +129,10 @@ fn the_binary_serves_the_api_over_tcp_with_its_token() {
 
     // The worker's Unix socket serves the same API, without a token: its file's permissions
     // guard it.
-    let over_socket = {
-        use std::io::{Read, Write};
-        let mut stream = std::os::unix::net::UnixStream::connect(worker.socket()).expect("the socket accepts");
-        let request = format!("GET {SHOUT}/status HTTP/1.1\r\nHost: pfn\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).expect("a request");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("an answer");
-        answer
-    };
+    let stream = std::os::unix::net::UnixStream::connect(worker.socket()).expect("the socket accepts");
+    let over_socket = http::get(stream, &format!("{SHOUT}/status"), &[]);
     assert!(over_socket.starts_with("HTTP/1.1 200"), "{over_socket}");
-    let body: Value = serde_json::from_str(over_socket.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a status");
+    let body: Value = serde_json::from_str(http::body(&over_socket)).expect("a status");
     assert_eq!(body["numRunning"], 1);
     let (status, log) = worker.terminate();
     assert!(status.success(), "{log}");

@@ -7,11 +7,10 @@
 use std::{collections::BTreeMap, process::Output, thread, time::Duration};
 
 use pfn_tests::{
-    fixtures::{plugin, scratch, versioned},
-    pfn_cli::texts,
+    fixtures::{scratch, versioned},
+    pfn_cli::{json_of, texts},
     worker::RunningWorker,
 };
-use serde_json::Value;
 
 const TOKEN: &str = "cli-admin-token";
 const SHOUT: &str = "public/default/shout";
@@ -22,23 +21,10 @@ fn pfn_functions(worker: &RunningWorker, url: &str, token: &str, args: &[&str]) 
     command.output().expect("pfn functions")
 }
 
-fn json_of(output: &Output) -> Value {
-    let (stdout, stderr) = texts(output);
-    assert!(output.status.success(), "{stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
-}
-
 #[test]
 fn list_get_and_stats_speak_to_the_admin_api() {
     let dir = scratch();
-    let spec = "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"words\"]\noutput = \"shouts\"\n";
-    let worker = RunningWorker::start(
-        dir.path(),
-        &[("shout.toml", spec)],
-        &[(&plugin("exclamation"), "libexclamation.so")],
-        &["--admin-addr", "127.0.0.1:0", "--admin-token", TOKEN],
-    );
-    worker.wait_until("shout runs", |worker| worker.function(SHOUT)["state"] == "running");
+    let worker = RunningWorker::start_shout_with_admin(dir.path(), TOKEN);
     let url = format!("http://{}", worker.admin_addr());
     let trigger = worker.pfn().args(["functions", "trigger", SHOUT, "--value", "hi"]).output().expect("trigger");
     assert!(trigger.status.success(), "{:?}", texts(&trigger));

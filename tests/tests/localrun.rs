@@ -85,16 +85,8 @@ fn localrun_runs_one_function_on_embedded_topics_until_signalled() {
         .filter_map(|instance| instance["instance_id"].as_u64())
         .collect();
     assert_eq!(ids, [1], "{status}");
-    let probe = {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&metrics).expect("the probe's port");
-        stream
-            .write_all(b"GET /admin/v3/worker/health HTTP/1.1\r\nHost: pfn\r\nConnection: close\r\n\r\n")
-            .expect("ask");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("an answer");
-        answer
-    };
+    let stream = std::net::TcpStream::connect(&metrics).expect("the probe's port");
+    let probe = pfn_tests::http::get(stream, "/admin/v3/worker/health", &[]);
     assert!(probe.starts_with("HTTP/1.1 200") && probe.ends_with("ok"), "{probe}");
     let created = topics().args(["create-subscription", "out", "-s", "check"]).output().expect("subscribe");
     assert!(created.status.success(), "{:?}", texts(&created));

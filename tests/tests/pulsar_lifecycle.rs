@@ -3,21 +3,14 @@
 //! it) with every input answered, stopped while its input keeps it waiting, started again, and
 //! deleted with its subscription.
 
-use std::{process::Output, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use pfn_tests::{
     fixtures::{plugin, scratch},
-    pfn_cli::texts,
+    pfn_cli::{json_of, texts},
     pulsar_functions::{IDLE, PulsarRig, SHOUT, Tally, number_of, numbered},
     worker::RunningWorker,
 };
-use serde_json::Value;
-
-fn json_of(output: &Output) -> Value {
-    let (stdout, stderr) = texts(output);
-    assert!(output.status.success(), "{stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
-}
 
 #[test]
 fn a_function_is_created_updated_under_load_stopped_started_and_deleted_on_pulsar() {
