@@ -164,22 +164,16 @@ impl WorkerHandle {
             let manifest = opened.manifest();
             opened.accept().map(|_| manifest)
         });
+        let placed = checked.map_err(DeployError::Plugin).and_then(|manifest| {
+            let library = place(&staged, &target.plugins_dir, &manifest, actual)?;
+            Ok((manifest, library))
+        });
+        // Moved into place by now, or not wanted.
         let _ = fs::remove_file(&staged);
-        let manifest = checked.map_err(DeployError::Plugin)?;
-        let library = target.plugins_dir.join(format!("{}-{}.{extension}", manifest.name, manifest.version));
-        if let Ok(bytes) = fs::read(&library) {
-            if Sha256Digest::of(&bytes) == actual {
-                return Ok(manifest);
-            }
-            let plugin = format!("{} {}", manifest.name, manifest.version);
-            return Err(DeployError::PluginConflict { plugin, path: library.display().to_string() });
+        let (manifest, library) = placed?;
+        if let Some(library) = library {
+            tracing::info!(plugin = %manifest.name, version = %manifest.version, file = %library.display(), "plugin installed through the admin API");
         }
-        // The manifest first, then the library by rename: the worker never sees a partial file.
-        manifest.write_for(&library).map_err(DeployError::Plugin)?;
-        let partial = staging.join(format!("{}.partial", unique()));
-        fs::write(&partial, &upload.bytes).map_err(|source| write_error(&partial, source))?;
-        fs::rename(&partial, &library).map_err(|source| write_error(&library, source))?;
-        tracing::info!(plugin = %manifest.name, version = %manifest.version, file = %library.display(), "plugin installed through the admin API");
         Ok(manifest)
     }
 
@@ -187,6 +181,30 @@ impl WorkerHandle {
     fn new_spec_file(&self, fqfn: &str) -> PathBuf {
         self.deploy.functions_dir.join(format!("{}.json", fqfn.replace('/', ".")))
     }
+}
+
+/// Puts the checked file `staged` in the plugins directory as `<name>-<version>.so`, its
+/// manifest first and the library by rename, so that the worker never sees a partial file.
+/// Returns where, or none when that very file is there already.
+fn place(
+    staged: &Path,
+    plugins_dir: &Path,
+    manifest: &Manifest,
+    digest: Sha256Digest,
+) -> Result<Option<PathBuf>, DeployError> {
+    let extension = std::env::consts::DLL_EXTENSION;
+    let library = plugins_dir.join(format!("{}-{}.{extension}", manifest.name, manifest.version));
+    match Sha256Digest::of_file(&library) {
+        Ok(there) if there == digest => return Ok(None),
+        Ok(_) => {
+            let plugin = format!("{} {}", manifest.name, manifest.version);
+            return Err(DeployError::PluginConflict { plugin, path: library.display().to_string() });
+        }
+        Err(_) => {}
+    }
+    manifest.write_for(&library).map_err(DeployError::Plugin)?;
+    fs::rename(staged, &library).map_err(|source| write_error(&library, source))?;
+    Ok(Some(library))
 }
 
 /// `tenant`, `namespace` and `name` of a fully qualified function name.
