@@ -7,6 +7,7 @@ mod vtable;
 
 use std::{
     collections::BTreeMap,
+    fmt,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -21,9 +22,8 @@ use crate::{
     io::transport::Message,
     plugin_log::{FunctionLog, InstanceLog},
     secrets::Secrets,
-    state::StateSlot,
+    state::StateError,
     sync::lock,
-    telemetry::InstanceMetrics,
 };
 
 /// Who a function instance is: the facts its context reports.
@@ -96,14 +96,37 @@ impl Effects {
     }
 }
 
+/// The function's state as one instance sees it: its own writes in progress over what is
+/// stored. A call's writes are its own until [`StateAccess::end_call`] says it succeeded.
+pub trait StateAccess: Send + Sync + fmt::Debug {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError>;
+    fn delete(&self, key: &str) -> Result<(), StateError>;
+    /// Adds `amount` to counter `key`; returns its value as this call sees it now.
+    fn incr(&self, key: &str, amount: i64) -> Result<i64, StateError>;
+    fn get_counter(&self, key: &str) -> Result<i64, StateError>;
+    /// Up to `limit` keys starting with `prefix`, after `start_after`, in order.
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Vec<String>, StateError>;
+    /// Deletes every key that starts with `prefix` (an empty prefix: every key).
+    fn delete_prefix(&self, prefix: &str) -> Result<(), StateError>;
+    /// Ends a call: its writes are kept when it succeeded, and dropped otherwise.
+    fn end_call(&self, succeeded: bool);
+}
+
+/// Where `record_metric` records.
+pub trait MetricRecorder: Send + Sync + fmt::Debug {
+    /// Records one value of the function's metric `name`.
+    fn record(&self, name: &str, value: f64);
+}
+
 /// What an instance is given, when it is created, to serve its context calls. A service it was
 /// not given answers `NotAvailable`.
 #[derive(Debug, Clone, Default)]
 pub struct Services {
     /// The function's state, seen through this instance's writes in progress.
-    pub state: Option<Arc<StateSlot>>,
+    pub state: Option<Arc<dyn StateAccess>>,
     /// The instance's metrics, where `record_metric` records.
-    pub metrics: Option<Arc<InstanceMetrics>>,
+    pub metrics: Option<Arc<dyn MetricRecorder>>,
     /// The function's secrets, resolved when it started.
     pub secrets: Option<Arc<Secrets>>,
     /// The function's log level and log topic.

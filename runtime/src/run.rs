@@ -14,7 +14,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    context::{FunctionIdentity, Publication, Services},
+    context::{FunctionIdentity, MetricRecorder, Publication, Services},
     execute::{CallOutcome, Executed, Input, Policy, Settlement, execute, properties},
     instance::{InitError, PluginInstance},
     io::{
@@ -168,7 +168,12 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
         cluster: "local".to_owned(),
     };
     let metrics = Some(Arc::new(InstanceMetrics::new(labels)));
-    let services = Services { state: Some(Arc::clone(&slot)), metrics, secrets: Some(secrets.shared()), log: None };
+    let services = Services {
+        state: Some(slot.clone()),
+        metrics: metrics.map(|metrics| metrics as Arc<dyn MetricRecorder>),
+        secrets: Some(secrets.shared()),
+        log: None,
+    };
     let mut instance = plugin.instantiate(identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())

@@ -18,11 +18,11 @@ use pfn_abi::ffi::{
     HostVtableRef, LogLevel, OutMessage, Property,
 };
 
-use super::{InstanceHost, Publication, pinned_view};
+use super::{InstanceHost, Publication, StateAccess, pinned_view};
 use crate::{
     io::transport::Message,
     plugin_log,
-    state::{StateError, StateSlot},
+    state::StateError,
 };
 
 /// Recovers the host state from a handle.
@@ -158,7 +158,7 @@ extern "C" fn user_config(host: HostHandle) -> RSlice<'static, Property<'static>
 }
 
 /// Runs a state call on the instance's slot, or answers `NotAvailable` when it has none.
-fn with_state<T>(host: HostHandle, call: impl FnOnce(&StateSlot) -> Result<T, StateError>) -> CtxResult<T> {
+fn with_state<T>(host: HostHandle, call: impl FnOnce(&dyn StateAccess) -> Result<T, StateError>) -> CtxResult<T> {
     // SAFETY: the plugin passes back the handle of the context it was called with.
     let host = unsafe { host_of(host) };
     guarded_ctx(|| {
@@ -206,10 +206,7 @@ extern "C" fn state_list(
 }
 
 extern "C" fn state_delete_prefix(host: HostHandle, prefix: RStr<'_>) -> CtxResult<()> {
-    with_state(host, |state| {
-        state.delete_prefix(prefix.as_str());
-        Ok(())
-    })
+    with_state(host, |state| state.delete_prefix(prefix.as_str()))
 }
 
 extern "C" fn record_metric(host: HostHandle, name: RStr<'_>, value: f64) -> CtxResult<()> {
@@ -226,7 +223,7 @@ extern "C" fn record_metric(host: HostHandle, name: RStr<'_>, value: f64) -> Ctx
                 format!("a metric needs a name and a finite value, not {name:?} = {value}"),
             );
         }
-        metrics.record_user_metric(name, value);
+        metrics.record(name, value);
         RResult::ROk(())
     })
 }

@@ -5,7 +5,7 @@
 use std::{sync::Mutex, time::Instant};
 
 use super::{FunctionStore, Layer, StateError, check_key, store::Durable};
-use crate::{sync::lock, telemetry::StateOp};
+use crate::{context::StateAccess, sync::lock, telemetry::StateOp};
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -87,11 +87,11 @@ impl StateSlot {
     }
 
     /// Deletes every key that starts with `prefix` (an empty prefix: every key).
-    pub fn delete_prefix(&self, prefix: &str) {
-        let _ = self.measured(StateOp::DeletePrefix, |pending| {
+    pub fn delete_prefix(&self, prefix: &str) -> Result<(), StateError> {
+        self.measured(StateOp::DeletePrefix, |pending| {
             pending.call.delete_prefix(prefix);
             Ok(())
-        });
+        })
     }
 
     /// Ends a call: its writes join the batch's when it succeeded, and are dropped otherwise.
@@ -124,5 +124,39 @@ impl StateSlot {
         let mut pending = lock(&self.pending);
         pending.call = Layer::default();
         pending.batch = Layer::default();
+    }
+}
+
+impl StateAccess for StateSlot {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        Self::get(self, key)
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        Self::put(self, key, value)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StateError> {
+        Self::delete(self, key)
+    }
+
+    fn incr(&self, key: &str, amount: i64) -> Result<i64, StateError> {
+        Self::incr(self, key, amount)
+    }
+
+    fn get_counter(&self, key: &str) -> Result<i64, StateError> {
+        Self::get_counter(self, key)
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Vec<String>, StateError> {
+        Self::list(self, prefix, start_after, limit)
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<(), StateError> {
+        Self::delete_prefix(self, prefix)
+    }
+
+    fn end_call(&self, succeeded: bool) {
+        Self::end_call(self, succeeded);
     }
 }

@@ -144,7 +144,7 @@ fn keys_are_listed_in_pages_and_deleted_by_prefix_across_layers() {
     expected.extend(["user/30".to_owned(), "user/31".to_owned()]);
     assert_eq!(listed, expected);
 
-    slot.delete_prefix("user/1");
+    slot.delete_prefix("user/1").expect("deleted");
     let page = slot.list("user/", None, 100).expect("list");
     assert!(!page.iter().any(|key| key.starts_with("user/1")), "{page:?}");
     assert_eq!(page.len(), expected.len() - 10);

@@ -245,6 +245,12 @@ const LATENCY_1MIN: &str = "pulsar_function_process_latency_ms_1min";
 const LATENCY_HELP: &str = "Call latency in ms (one call in 16 is timed)";
 const USER_METRIC: &str = "pulsar_function_user_metric_";
 
+impl crate::context::MetricRecorder for InstanceMetrics {
+    fn record(&self, name: &str, value: f64) {
+        self.record_user_metric(name, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

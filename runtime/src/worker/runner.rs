@@ -233,8 +233,8 @@ impl FunctionRunner {
                 let slot = Arc::new(StateSlot::new(self.shared.store.clone()));
                 let metrics = Arc::new(InstanceMetrics::new(labels));
                 let services = Services {
-                    state: Some(Arc::clone(&slot)),
-                    metrics: Some(Arc::clone(&metrics)),
+                    state: Some(slot.clone()),
+                    metrics: Some(metrics.clone()),
                     secrets: Some(Arc::clone(&self.secrets)),
                     log: Some(Arc::clone(&self.shared.log)),
                 };
@@ -355,8 +355,8 @@ fn loop_settings(spec: &FunctionSpec, wiring: &Wiring) -> LoopSettings {
 /// and log.
 fn services_of(control: &InstanceControl, secrets: &Arc<Secrets>, shared: &FunctionShared) -> Services {
     Services {
-        state: Some(Arc::clone(&control.state)),
-        metrics: Some(Arc::clone(&control.stats.metrics)),
+        state: Some(control.state.clone()),
+        metrics: Some(control.stats.metrics.clone()),
         secrets: Some(Arc::clone(secrets)),
         log: Some(Arc::clone(&shared.log)),
     }
