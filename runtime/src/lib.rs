@@ -6,6 +6,7 @@
 //! - [`verify`]: digests, the sidecar manifest, and the checks a plugin must pass.
 //! - [`loader`]: opening a plugin file from a private copy and checking its module.
 //! - [`instance`]: a live instance of a plugin's function and the call into it.
+//! - [`hosted`]: where an instance's calls run (in the calling process, or a child).
 //! - [`execute`]: the per-message path: record, call, outcome, effects, settlement.
 //! - [`context`]: the host side of the context vtable a plugin calls back into.
 //! - [`io`]: sources and sinks (the embedded and Pulsar transports, lines from files or stdin,
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod execute;
+pub mod hosted;
 pub mod http_server;
 pub mod instance;
 pub mod io;

@@ -15,8 +15,9 @@ use thiserror::Error;
 
 use crate::{
     context::{FunctionIdentity, MetricRecorder, Publication, Services},
-    execute::{CallOutcome, Executed, Input, Policy, Settlement, execute, properties},
-    instance::{InitError, PluginInstance},
+    execute::{CallOutcome, Executed, Input, Policy, Settlement, properties},
+    hosted::{Hosting, Instance},
+    instance::InitError,
     io::{
         self,
         dead_letter::DeadLetter,
@@ -174,7 +175,7 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
         secrets: Some(secrets.shared()),
         log: None,
     };
-    let mut instance = plugin.instantiate(identity, services)?;
+    let mut instance = Hosting::default().instantiate(&plugin, identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())
         .map_err(|source| RunError::Input { path: input_name.clone(), source })?;
@@ -276,9 +277,9 @@ struct Sink {
 
 impl Sink {
     /// Calls the function on `input` and writes its result or dead letter.
-    fn deliver(&mut self, instance: &mut PluginInstance, input: &Input<'_>, line: &[u8]) -> Result<(), RunError> {
+    fn deliver(&mut self, instance: &mut Instance, input: &Input<'_>, line: &[u8]) -> Result<(), RunError> {
         self.summary.messages += 1;
-        let Executed { outcome, effects } = execute(instance, input);
+        let Executed { outcome, effects } = instance.call(input);
         let settlement = Policy::RUN.settle(&outcome, &effects, input.redelivery_count);
         for publication in &effects.published {
             self.published.write(&PublishedLine::of(publication)).map_err(|e| self.published_error(e))?;

@@ -8,7 +8,7 @@ use std::sync::{
 
 use super::stats::InstanceStats;
 use crate::{
-    instance::PluginInstance,
+    hosted::Instance,
     io::transport::{Delivery, DeliveryTag, MessageId, Source},
     state::StateSlot,
     sync::lock,
@@ -18,7 +18,7 @@ use crate::{
 /// A new plugin instance waiting to be switched to between two messages.
 #[derive(Debug)]
 pub(super) struct Swap {
-    pub instance: PluginInstance,
+    pub instance: Instance,
     /// Keep the old version beside it and roll back after this many regressions.
     pub probation: Option<u32>,
 }

@@ -20,8 +20,8 @@ use super::{
     routed::Routed,
 };
 use crate::{
-    execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement, execute},
-    instance::PluginInstance,
+    execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement},
+    hosted::Instance,
     io::transport::{
         Delivery, DeliveryTag, INPUT_ID_PROPERTY, INPUT_TOPIC_PROPERTY, Message, MessageIdText, Sink, TransportError,
     },
@@ -77,7 +77,7 @@ impl Backoff {
 /// The old version kept beside a new one until the new one proves itself.
 #[derive(Debug)]
 struct Probation {
-    old: PluginInstance,
+    old: Instance,
     /// Roll back after this many messages that the new version failed and the old did not.
     threshold: u32,
     regressions: u32,
@@ -87,7 +87,7 @@ struct Probation {
 #[derive(Debug)]
 pub(super) struct InstanceLoop {
     pub control: Arc<InstanceControl>,
-    pub instance: PluginInstance,
+    pub instance: Instance,
     pub settings: Arc<LoopSettings>,
     pub sink: Arc<dyn Sink>,
     pub outcomes: Arc<Outcomes>,
@@ -116,7 +116,7 @@ type Called = (CallOutcome<Vec<u8>>, Effects);
 impl InstanceLoop {
     pub fn new(
         control: Arc<InstanceControl>,
-        instance: PluginInstance,
+        instance: Instance,
         settings: Arc<LoopSettings>,
         sink: Arc<dyn Sink>,
         outcomes: Arc<Outcomes>,
@@ -521,7 +521,7 @@ impl InstanceLoop {
 }
 
 /// Calls `instance` on `input`, copying the output out of it.
-fn call(instance: &mut PluginInstance, input: &Input<'_>) -> Called {
-    let Executed { outcome, effects } = execute(instance, input);
+fn call(instance: &mut Instance, input: &Input<'_>) -> Called {
+    let Executed { outcome, effects } = instance.call(input);
     (outcome.to_owned_output(), effects)
 }

@@ -20,7 +20,8 @@ use crate::{
     config::FunctionSpec,
     context::{FunctionIdentity, Services},
     execute::Policy,
-    instance::{InitError, PluginInstance},
+    hosted::{Hosting, Instance},
+    instance::InitError,
     io::transport::Sink,
     loader::Plugin,
     plugin_log::topic::LogTopic,
@@ -40,7 +41,7 @@ struct RunningInstance {
 /// A new instance, initialised but not yet subscribed.
 struct Prepared {
     id: u32,
-    instance: PluginInstance,
+    instance: Instance,
     slot: Arc<StateSlot>,
     metrics: Arc<InstanceMetrics>,
 }
@@ -64,6 +65,8 @@ pub(super) struct FunctionRunner {
     instances: BTreeMap<u32, RunningInstance>,
     /// The function's secrets, resolved when its spec was last applied.
     secrets: Arc<Secrets>,
+    /// Where its instances run.
+    hosting: Hosting,
     settings: Arc<LoopSettings>,
     sink: Arc<dyn Sink>,
 }
@@ -83,7 +86,9 @@ impl FunctionRunner {
         let secrets = resolve_secrets(&spec, wiring)?;
         let sink = wiring.transport.sink(spec.producer_settings());
         let settings = Arc::new(loop_settings(&spec, wiring));
-        let mut runner = Self { shared, plugin, previous: None, instances: BTreeMap::new(), secrets, settings, sink };
+        let hosting = Hosting::default();
+        let mut runner =
+            Self { shared, plugin, previous: None, instances: BTreeMap::new(), secrets, hosting, settings, sink };
         let prepared = runner.prepare(&spec, &here(0..spec.parallelism, wiring), wiring)?;
         if let Some(topic) = &spec.log_topic {
             let log_topic = LogTopic::start(&fqfn, topic.clone(), Arc::clone(&runner.sink))
@@ -174,7 +179,7 @@ impl FunctionRunner {
                 continue;
             }
             let services = services_of(control, &self.secrets, &self.shared);
-            match previous.instantiate(FunctionIdentity::for_spec(&spec, control.id), services) {
+            match self.hosting.instantiate(&previous, FunctionIdentity::for_spec(&spec, control.id), services) {
                 Ok(instance) => drop(control.offer_swap(Swap { instance, probation: None })),
                 Err(error) => {
                     tracing::error!(fqfn = %self.shared.fqfn, instance = control.id, %error, "rollback init failed; instance stays on the new version")
@@ -238,7 +243,7 @@ impl FunctionRunner {
                     secrets: Some(Arc::clone(&self.secrets)),
                     log: Some(Arc::clone(&self.shared.log)),
                 };
-                let instance = self.plugin.instantiate(FunctionIdentity::for_spec(spec, id), services)?;
+                let instance = self.hosting.instantiate(&self.plugin, FunctionIdentity::for_spec(spec, id), services)?;
                 Ok(Prepared { id, instance, slot, metrics })
             })
             .collect()
@@ -300,7 +305,7 @@ impl FunctionRunner {
 
     /// Leaves each of `instances` (one per running instance, in id order) to be switched to at
     /// its instance's next message boundary.
-    fn offer_swaps(&self, instances: Vec<PluginInstance>, probation: Option<u32>) {
+    fn offer_swaps(&self, instances: Vec<Instance>, probation: Option<u32>) {
         for (running, instance) in self.instances.values().zip(instances) {
             // A swap the instance had not taken yet is superseded by this one.
             drop(running.control.offer_swap(Swap { instance, probation }));
@@ -313,12 +318,12 @@ impl FunctionRunner {
         spec: &FunctionSpec,
         plugin: &Plugin,
         secrets: &Arc<Secrets>,
-    ) -> Result<Vec<PluginInstance>, InitError> {
+    ) -> Result<Vec<Instance>, InitError> {
         let controls = self.instances.values().map(|running| &running.control);
         controls
             .map(|control| {
                 let services = services_of(control, secrets, &self.shared);
-                plugin.instantiate(FunctionIdentity::for_spec(spec, control.id), services)
+                self.hosting.instantiate(plugin, FunctionIdentity::for_spec(spec, control.id), services)
             })
             .collect()
     }

@@ -1,0 +1,79 @@
+//! Where an instance's calls run. Everything above this module (the worker's instance loop,
+//! `pfn run`) calls an [`Instance`] the same way, one input at a time, after offering it the
+//! batch those inputs come from ([`Instance::prepare`]).
+
+use crate::{
+    execute::{Executed, Input, execute},
+    instance::{InitError, PluginInstance},
+    context::{FunctionIdentity, Services},
+    loader::Plugin,
+    vocabulary::Failure,
+};
+
+/// How a function's instances are hosted.
+#[derive(Debug, Clone, Default)]
+pub enum Hosting {
+    /// In the calling process, on the instance's own thread.
+    #[default]
+    InProcess,
+}
+
+impl Hosting {
+    /// Creates an instance of `plugin`'s function, hosted this way.
+    pub fn instantiate(
+        &self,
+        plugin: &Plugin,
+        identity: FunctionIdentity,
+        services: Services,
+    ) -> Result<Instance, InitError> {
+        match self {
+            Self::InProcess => plugin.instantiate(identity, services).map(Instance::InProcess),
+        }
+    }
+}
+
+/// One instance of a plugin's function, wherever it is hosted.
+#[derive(Debug)]
+pub enum Instance {
+    InProcess(PluginInstance),
+}
+
+impl Instance {
+    /// The plugin this instance runs.
+    pub fn plugin(&self) -> &Plugin {
+        match self {
+            Self::InProcess(instance) => instance.plugin(),
+        }
+    }
+
+    /// Whether the instance calls faster when given its inputs ahead ([`Self::prepare`]).
+    pub fn wants_batches(&self) -> bool {
+        match self {
+            Self::InProcess(_) => false,
+        }
+    }
+
+    /// Offers the inputs about to be called, in order, for the instance to run ahead.
+    pub fn prepare(&mut self, inputs: &[Input<'_>]) {
+        match self {
+            Self::InProcess(_) => {
+                let _ = inputs;
+            }
+        }
+    }
+
+    /// Calls the function on `input`: what the call came to and what it did.
+    #[inline]
+    pub fn call(&mut self, input: &Input<'_>) -> Executed<&[u8]> {
+        match self {
+            Self::InProcess(instance) => execute(instance, input),
+        }
+    }
+
+    /// Runs the function's `close`; the instance cannot be used afterwards.
+    pub fn close(&mut self) -> Result<(), Failure> {
+        match self {
+            Self::InProcess(instance) => instance.close(),
+        }
+    }
+}
