@@ -35,7 +35,7 @@ package_version() {
 
 say "building example plugins and fixtures"
 examples=(exclamation order-summary word-count etl enrich filter router threshold-alert)
-fixtures=(panicky manual-ack stateful broken-layout)
+fixtures=(panicky manual-ack stateful zoo broken-layout)
 args=()
 for p in "${examples[@]}" "${fixtures[@]}"; do args+=(-p "$p"); done
 cargo build --release --quiet --target-dir "$BUILD" "${args[@]}"
@@ -44,7 +44,7 @@ for p in "${examples[@]}"; do
     install_checked "$BUILD/release/$lib" "$(package_version "plugins/$p")" "$PLUGINS_OUT/$lib"
     "$PFN" plugin pin "$PLUGINS_OUT/$lib" --log-level error >/dev/null
 done
-for p in panicky manual-ack stateful; do
+for p in panicky manual-ack stateful zoo; do
     lib="lib${p//-/_}.so"
     install_checked "$BUILD/release/$lib" "$(package_version "tests/fixtures/$p")" "$FIXTURES_OUT/$lib"
 done

@@ -22,6 +22,7 @@ use crate::{
     loader::{Loader, Pin, PluginCache},
     run::{RunOptions, RunReport, run},
     verify::Sha256Digest,
+    vocabulary::Runtime,
 };
 
 /// Run stream functions written in Rust as verified plugins.
@@ -66,6 +67,9 @@ pub enum Command {
         #[command(subcommand)]
         command: topics_command::TopicsCommand,
     },
+    /// Host one instance for a worker (started by the worker under the process runtime).
+    #[command(hide = true)]
+    InstanceHost,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +118,14 @@ pub struct RunArgs {
     pub tenant: String,
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// Where the function runs: `thread` (in this process) or `process` (a child process, so
+    /// that an abort or a segfault costs one line, not the run).
+    #[arg(long, value_enum, default_value_t)]
+    pub runtime: Runtime,
+    /// The longest one call may take, in milliseconds, before its child process is killed and
+    /// the line dead-lettered (process runtime).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +178,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Topics { worker, api, command } => topics_command::topics(command, &socket(worker.socket), &api),
         Command::Run(args) => run_plugin(args, &default_loader(cli.plugin_cache)),
         Command::Plugin(command) => plugin(command, &default_loader(cli.plugin_cache)),
+        Command::InstanceHost => Ok(crate::process::host::host_instance()?),
     }
 }
 
@@ -210,6 +223,8 @@ fn run_plugin(args: RunArgs, loader: &Loader) -> anyhow::Result<()> {
             output_topic: None,
             user_config: args.user_config.into_iter().collect::<BTreeMap<_, _>>(),
         },
+        runtime: args.runtime,
+        timeout_ms: args.timeout_ms,
     };
     let RunReport { summary, dead_letters, published } = run(options, loader)?;
     eprintln!("pfn run: {summary}");

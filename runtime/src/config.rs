@@ -17,7 +17,7 @@ use crate::{
         transport::SubscriptionRequest,
     },
     verify::{Sha256Digest, check_name},
-    vocabulary::{ProcessingGuarantees, SubscriptionPosition, SubscriptionType},
+    vocabulary::{ProcessingGuarantees, Runtime, SubscriptionPosition, SubscriptionType},
 };
 
 /// One function: its identity, its plugin, its topics and how it processes them.
@@ -83,6 +83,9 @@ pub struct FunctionSpec {
     /// The longest one call may take, in milliseconds (default: no limit).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Where the instances run: `thread` (in the worker) or `process` (a child each).
+    #[serde(default)]
+    pub runtime: Runtime,
     /// Values the function reads through its context: any TOML or JSON value (Pulsar's
     /// userConfig is a map of objects); the function reads each as text or typed.
     #[serde(default)]

@@ -18,11 +18,12 @@ use abi_stable::std_types::RStr;
 use pfn_abi::ffi::{FfiContext, HostHandle, Property};
 
 pub use self::vtable::HOST_VTABLE;
+pub(crate) use self::vtable::record as record_plugin_event;
 use crate::{
     io::transport::Message,
     plugin_log::{FunctionLog, InstanceLog},
     secrets::Secrets,
-    state::StateError,
+    state::{Layer, StateError},
     sync::lock,
 };
 
@@ -111,12 +112,28 @@ pub trait StateAccess: Send + Sync + fmt::Debug {
     fn delete_prefix(&self, prefix: &str) -> Result<(), StateError>;
     /// Ends a call: its writes are kept when it succeeded, and dropped otherwise.
     fn end_call(&self, succeeded: bool);
+
+    /// The writes kept so far, to go back to with [`Self::rewind`] when the calls after this
+    /// point are undone (their process died). `None` where writes are not kept here.
+    fn checkpoint(&self) -> Option<Layer> {
+        None
+    }
+
+    /// Drops every write since `checkpoint` was taken.
+    fn rewind(&self, checkpoint: Layer) {
+        let _ = checkpoint;
+    }
 }
 
 /// Where `record_metric` records.
 pub trait MetricRecorder: Send + Sync + fmt::Debug {
     /// Records one value of the function's metric `name`.
     fn record(&self, name: &str, value: f64);
+
+    /// Records that the process hosting the instance died and was restarted, and why.
+    fn record_restart(&self, cause: &str) {
+        let _ = cause;
+    }
 }
 
 /// What an instance is given, when it is created, to serve its context calls. A service it was

@@ -2,11 +2,14 @@
 //! `pfn run`) calls an [`Instance`] the same way, one input at a time, after offering it the
 //! batch those inputs come from ([`Instance::prepare`]).
 
+use std::sync::Arc;
+
 use crate::{
+    context::{FunctionIdentity, Services},
     execute::{Executed, Input, execute},
     instance::{InitError, PluginInstance},
-    context::{FunctionIdentity, Services},
     loader::Plugin,
+    process::{ChildInstance, ProcessHosting},
     vocabulary::Failure,
 };
 
@@ -16,6 +19,8 @@ pub enum Hosting {
     /// In the calling process, on the instance's own thread.
     #[default]
     InProcess,
+    /// Each in a child process of its own.
+    Process(Arc<ProcessHosting>),
 }
 
 impl Hosting {
@@ -28,6 +33,9 @@ impl Hosting {
     ) -> Result<Instance, InitError> {
         match self {
             Self::InProcess => plugin.instantiate(identity, services).map(Instance::InProcess),
+            Self::Process(hosting) => {
+                ChildInstance::start(Arc::clone(hosting), plugin, identity, services).map(|child| Instance::Child(Box::new(child)))
+            }
         }
     }
 }
@@ -36,6 +44,7 @@ impl Hosting {
 #[derive(Debug)]
 pub enum Instance {
     InProcess(PluginInstance),
+    Child(Box<ChildInstance>),
 }
 
 impl Instance {
@@ -43,6 +52,7 @@ impl Instance {
     pub fn plugin(&self) -> &Plugin {
         match self {
             Self::InProcess(instance) => instance.plugin(),
+            Self::Child(instance) => instance.plugin(),
         }
     }
 
@@ -50,15 +60,15 @@ impl Instance {
     pub fn wants_batches(&self) -> bool {
         match self {
             Self::InProcess(_) => false,
+            Self::Child(_) => true,
         }
     }
 
     /// Offers the inputs about to be called, in order, for the instance to run ahead.
     pub fn prepare(&mut self, inputs: &[Input<'_>]) {
         match self {
-            Self::InProcess(_) => {
-                let _ = inputs;
-            }
+            Self::InProcess(_) => {}
+            Self::Child(instance) => instance.prepare(inputs),
         }
     }
 
@@ -67,6 +77,7 @@ impl Instance {
     pub fn call(&mut self, input: &Input<'_>) -> Executed<&[u8]> {
         match self {
             Self::InProcess(instance) => execute(instance, input),
+            Self::Child(instance) => instance.call(input),
         }
     }
 
@@ -74,6 +85,7 @@ impl Instance {
     pub fn close(&mut self) -> Result<(), Failure> {
         match self {
             Self::InProcess(instance) => instance.close(),
+            Self::Child(instance) => instance.close(),
         }
     }
 }

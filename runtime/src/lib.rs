@@ -14,6 +14,7 @@
 //! - [`state`]: durable per-function state (redb), with group-committed writes.
 //! - [`plugin_log`]: a function's own log level and its log topic.
 //! - [`secrets`]: a function's secrets, resolved through providers (env, file, worker file).
+//! - [`process`]: the process runtime: each instance in a child process.
 //! - [`run`]: `pfn run`, one plugin over a stream of lines.
 //! - [`worker`]: `pfn worker`, every function of a directory on embedded topics or Pulsar, with
 //!   hot reload.
@@ -37,6 +38,7 @@ pub mod io;
 pub mod kubernetes;
 pub mod loader;
 pub mod plugin_log;
+pub mod process;
 pub mod resources;
 pub mod run;
 pub mod secrets;

@@ -24,6 +24,50 @@ use tracing::level_filters::LevelFilter;
 
 use self::topic::{LogEvent, LogTopic};
 
+/// Where a process that hosts one instance for a worker sends its plugin's log events, instead
+/// of to its own `tracing` (see [`crate::process`]).
+pub trait Forward: Send + Sync {
+    /// Whether events at `level` are wanted.
+    fn enabled(&self, level: tracing::Level) -> bool;
+    fn event(&self, level: tracing::Level, target: &str, message: &str, fields: &[(&str, &str)]);
+}
+
+static FORWARD: OnceLock<Box<dyn Forward>> = OnceLock::new();
+
+/// Sends every plugin log event of this process to `forward` from now on (once).
+pub fn forward_to(forward: Box<dyn Forward>) {
+    let _ = FORWARD.set(forward);
+}
+
+/// Where plugin log events go instead of `tracing`, in a process that hosts an instance.
+pub fn forwarding() -> Option<&'static dyn Forward> {
+    FORWARD.get().map(|forward| &**forward)
+}
+
+/// A level as a number: 1 (error) to 5 (trace); what [`FunctionLog::set_level`] stores.
+pub fn level_code(level: Option<LevelFilter>) -> u8 {
+    match level.and_then(LevelFilter::into_level) {
+        Some(tracing::Level::ERROR) => 1,
+        Some(tracing::Level::WARN) => 2,
+        Some(tracing::Level::INFO) => 3,
+        Some(tracing::Level::DEBUG) => 4,
+        Some(tracing::Level::TRACE) => 5,
+        None => 0,
+    }
+}
+
+/// The level a number of [`level_code`] stands for.
+pub fn level_of_code(code: u8) -> Option<tracing::Level> {
+    match code {
+        1 => Some(tracing::Level::ERROR),
+        2 => Some(tracing::Level::WARN),
+        3 => Some(tracing::Level::INFO),
+        4 => Some(tracing::Level::DEBUG),
+        5 => Some(tracing::Level::TRACE),
+        _ => None,
+    }
+}
+
 /// The `tracing` target of every event a plugin logs.
 pub const PLUGIN_TARGET: &str = "pfn::plugin";
 

@@ -13,16 +13,20 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
+mod line_batch;
+
+use self::line_batch::LineBatch;
+
 use crate::{
     context::{FunctionIdentity, MetricRecorder, Publication, Services},
-    execute::{CallOutcome, Executed, Input, Policy, Settlement, properties},
+    execute::{CallOutcome, Executed, Input, Policy, Settlement},
     hosted::{Hosting, Instance},
     instance::InitError,
     io::{
         self,
         dead_letter::DeadLetter,
         json_lines::JsonLinesFile,
-        lines::{Envelope, InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
+        lines::{InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
     },
     loader::{Loader, Pin},
     secrets::{SecretError, Secrets, WorkerSecrets},
@@ -30,7 +34,8 @@ use crate::{
     sync::lock,
     telemetry::{InstanceLabels, InstanceMetrics},
     verify::VerifyError,
-    vocabulary::FailureKind,
+    process::ProcessHosting,
+    vocabulary::{FailureKind, Runtime},
 };
 
 /// What `pfn run` is asked to do.
@@ -57,6 +62,10 @@ pub struct RunOptions {
     pub secrets: BTreeMap<String, String>,
     /// The file `worker:` references read.
     pub secrets_file: Option<PathBuf>,
+    /// Where the instance runs: here, or in a child process that may die without ending the run.
+    pub runtime: Runtime,
+    /// The longest one call may take before its child process is killed (process runtime).
+    pub timeout_ms: Option<u64>,
 }
 
 /// The counts of a run. `messages = outputs + filtered + dead_lettered`.
@@ -70,6 +79,10 @@ pub struct RunSummary {
     pub panics: u64,
     pub bad_input: u64,
     pub malformed: u64,
+    /// Calls whose child process died under them (process runtime).
+    pub crashes: u64,
+    /// Calls that ran past the timeout and had their child process killed (process runtime).
+    pub timeouts: u64,
     /// Messages the function published to topics of its choosing.
     pub published: u64,
     /// The process's peak resident memory at the end of the run, in KiB.
@@ -90,6 +103,9 @@ impl std::fmt::Display for RunSummary {
             self.bad_input,
             self.malformed
         )?;
+        if self.crashes + self.timeouts > 0 {
+            write!(f, ", {} crashes, {} timeouts", self.crashes, self.timeouts)?;
+        }
         if self.published > 0 {
             write!(f, ", {} published", self.published)?;
         }
@@ -121,6 +137,10 @@ pub enum RunError {
     StateDir(std::io::Error),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("a call timeout needs the process runtime (--runtime process): a thread cannot be stopped")]
+    TimeoutNeedsProcess,
+    #[error("cannot find the pfn executable to host the instance: {0}")]
+    Program(std::io::Error),
 }
 
 fn describe(path: Option<&Path>, default: &str) -> String {
@@ -175,7 +195,15 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
         secrets: Some(secrets.shared()),
         log: None,
     };
-    let mut instance = Hosting::default().instantiate(&plugin, identity, services)?;
+    let hosting = match options.runtime {
+        Runtime::Thread if options.timeout_ms.is_some() => return Err(RunError::TimeoutNeedsProcess),
+        Runtime::Thread => Hosting::InProcess,
+        Runtime::Process => {
+            let timeout = options.timeout_ms.map(std::time::Duration::from_millis);
+            Hosting::Process(Arc::new(ProcessHosting::new(None, timeout).map_err(RunError::Program)?))
+        }
+    };
+    let mut instance = hosting.instantiate(&plugin, identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())
         .map_err(|source| RunError::Input { path: input_name.clone(), source })?;
@@ -195,12 +223,22 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
     };
 
     let mut lines = LineReader::new(reader);
-    let mut message_ids = itoa::Buffer::new();
+    let batch_size = if instance.wants_batches() { CHILD_BATCH } else { 1 };
+    let mut batch = LineBatch::default();
+    let mut since_staged = 0;
     let topic = input_name.as_str();
-    while let Some((number, line)) =
-        lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?
-    {
-        if number % STATE_BATCH == 0 {
+    loop {
+        batch.clear();
+        while batch.len() < batch_size {
+            let read = lines.next_line().map_err(|source| RunError::Input { path: input_name.clone(), source })?;
+            let Some((number, line)) = read else { break };
+            batch.push(number, line, options.input_format);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        if since_staged >= STATE_BATCH {
+            since_staged = 0;
             let failed = Arc::clone(&state_failure);
             slot.commit_batch(|| {
                 Box::new(move |result| {
@@ -210,22 +248,16 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
                 })
             });
         }
-        let message_id = message_ids.format(number);
-        match options.input_format {
-            InputFormat::Raw => sink.deliver(&mut instance, &Input::plain(line, topic, message_id), line)?,
-            InputFormat::Json => match Envelope::parse(line) {
-                Ok(envelope) => {
-                    let payload = envelope.payload();
-                    let input = Input {
-                        key: envelope.key.as_deref(),
-                        properties: properties(envelope.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                        event_time_ms: envelope.event_time,
-                        ..Input::plain(&payload, topic, message_id)
-                    };
-                    sink.deliver(&mut instance, &input, line)?;
-                }
-                Err(reason) => sink.malformed(message_id, &reason, line)?,
-            },
+        since_staged += batch.len();
+        if instance.wants_batches() {
+            let inputs: Vec<Input<'_>> = batch.lines(topic).filter_map(|line| line.input.ok()).collect();
+            instance.prepare(&inputs);
+        }
+        for line in batch.lines(topic) {
+            match line.input {
+                Ok(input) => sink.deliver(&mut instance, &input, line.bytes)?,
+                Err(reason) => sink.malformed(line.id, reason, line.bytes)?,
+            }
         }
     }
     if let Err(error) = instance.close() {
@@ -240,7 +272,9 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
 }
 
 /// How many input lines share a staging of their state writes.
-const STATE_BATCH: u64 = 1024;
+const STATE_BATCH: usize = 1024;
+/// How many input lines go to an instance in a child process at a time.
+const CHILD_BATCH: usize = 256;
 
 /// The run's state store, and the temporary directory it is in when none was given.
 struct RunState {
@@ -297,7 +331,9 @@ impl Sink {
                     FailureKind::Error => self.summary.errors += 1,
                     FailureKind::Panic => self.summary.panics += 1,
                     FailureKind::BadInput => self.summary.bad_input += 1,
-                    FailureKind::Timeout | FailureKind::System | FailureKind::Malformed => {}
+                    FailureKind::Crash => self.summary.crashes += 1,
+                    FailureKind::Timeout => self.summary.timeouts += 1,
+                    FailureKind::System | FailureKind::Malformed => {}
                 }
                 tracing::debug!(message_id = %input.message_id, %error, "message dead-lettered");
                 self.dead_letter(input.message_id, error.kind.as_str(), &error.message, line)?;

@@ -117,6 +117,16 @@ impl Secrets {
         self.0.get(name)
     }
 
+    /// Every secret's name and value, to hand to a child process that hosts an instance.
+    pub fn exposed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value.expose()))
+    }
+
+    /// Secrets already resolved elsewhere (by the worker, for a child process).
+    pub fn from_resolved<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(name, value)| (name.to_owned(), SecretValue(value.to_owned()))).collect())
+    }
+
     /// Shared, for the instances of one function.
     pub fn shared(self) -> Arc<Self> {
         Arc::new(self)

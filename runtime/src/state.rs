@@ -56,6 +56,9 @@ pub enum StateError {
     BadEntry { reason: String },
     #[error("no state key `{key}`")]
     NoKey { key: String },
+    /// Said by the worker that serves a child process its state.
+    #[error("{message}")]
+    Remote { message: String, invalid_argument: bool },
 }
 
 impl StateError {
@@ -69,7 +72,7 @@ impl StateError {
         matches!(
             self,
             Self::NotACounter { .. } | Self::KeyLength { .. } | Self::Overflow { .. } | Self::BadEntry { .. }
-        )
+        ) || matches!(self, Self::Remote { invalid_argument: true, .. })
     }
 }
 

@@ -30,6 +30,17 @@ pub enum ProcessingGuarantees {
     Manual,
 }
 
+/// Where a function's instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// In the worker's process, each on a thread of its own.
+    #[default]
+    Thread,
+    /// Each in a child process of its own, restarted when it dies.
+    Process,
+}
+
 /// How a subscription hands messages to its consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,7 +113,7 @@ pub enum SubscriptionPosition {
 }
 
 /// What kind of failure a message met, as dead letters, logs and counters name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FailureKind {
     /// The function returned an error.
     Error,
@@ -116,6 +127,8 @@ pub enum FailureKind {
     System,
     /// The input was not a valid message (a line that is no JSON envelope).
     Malformed,
+    /// The process running the call died (process runtime): an abort, a signal, an exit.
+    Crash,
 }
 
 impl FailureKind {
@@ -128,7 +141,14 @@ impl FailureKind {
             Self::Timeout => "timeout",
             Self::System => "system",
             Self::Malformed => "malformed",
+            Self::Crash => "crash",
         }
+    }
+
+    /// Whether the runtime, not the function's own code path, failed the input: it counts as a
+    /// system exception.
+    pub fn is_system(self) -> bool {
+        matches!(self, Self::System | Self::Crash)
     }
 }
 
@@ -139,7 +159,7 @@ impl fmt::Display for FailureKind {
 }
 
 /// A failure: its kind and what was said about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{kind}: {message}")]
 pub struct Failure {
     pub kind: FailureKind,

@@ -47,21 +47,37 @@ fn guarded_ctx<T>(body: impl FnOnce() -> CtxResult<T>) -> CtxResult<T> {
     guarded(|| failure(ContextErrorKind::Failed, "the runtime failed while serving this call"), body)
 }
 
+/// The `tracing` level of a plugin's.
+fn tracing_level(level: LogLevel) -> tracing::Level {
+    match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    }
+}
+
 extern "C" fn log_enabled(level: LogLevel) -> bool {
     guarded(
         || false,
-        || match level {
-            LogLevel::Error => tracing::enabled!(target: "pfn::plugin", tracing::Level::ERROR),
-            LogLevel::Warn => tracing::enabled!(target: "pfn::plugin", tracing::Level::WARN),
-            LogLevel::Info => tracing::enabled!(target: "pfn::plugin", tracing::Level::INFO),
-            LogLevel::Debug => tracing::enabled!(target: "pfn::plugin", tracing::Level::DEBUG),
-            LogLevel::Trace => tracing::enabled!(target: "pfn::plugin", tracing::Level::TRACE),
+        || {
+            if let Some(forward) = plugin_log::forwarding() {
+                return forward.enabled(tracing_level(level));
+            }
+            match level {
+                LogLevel::Error => tracing::enabled!(target: "pfn::plugin", tracing::Level::ERROR),
+                LogLevel::Warn => tracing::enabled!(target: "pfn::plugin", tracing::Level::WARN),
+                LogLevel::Info => tracing::enabled!(target: "pfn::plugin", tracing::Level::INFO),
+                LogLevel::Debug => tracing::enabled!(target: "pfn::plugin", tracing::Level::DEBUG),
+                LogLevel::Trace => tracing::enabled!(target: "pfn::plugin", tracing::Level::TRACE),
+            }
         },
     )
 }
 
 extern "C" fn log(level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
-    guarded(|| (), || record(level, target.as_str(), message.as_str(), &[]));
+    guarded(|| (), || forward_or_record(level, target.as_str(), message.as_str(), &[]));
 }
 
 extern "C" fn log_record(level: LogLevel, target: RStr<'_>, message: RStr<'_>, fields: RSlice<'_, Property<'_>>) {
@@ -70,14 +86,23 @@ extern "C" fn log_record(level: LogLevel, target: RStr<'_>, message: RStr<'_>, f
         || {
             let fields: Vec<(&str, &str)> =
                 fields.as_slice().iter().map(|field| (field.key.as_str(), field.value.as_str())).collect();
-            record(level, target.as_str(), message.as_str(), &fields);
+            forward_or_record(level, target.as_str(), message.as_str(), &fields);
         },
     );
 }
 
+/// Forwards a plugin's event to the worker, in a process that hosts an instance for one, or
+/// records it here.
+fn forward_or_record(level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)]) {
+    match plugin_log::forwarding() {
+        Some(forward) => forward.event(tracing_level(level), target, message, fields),
+        None => record(tracing_level(level), target, message, fields),
+    }
+}
+
 /// Records a plugin's event in the host's log, inside the calling instance's span, and on its
 /// function's log topic.
-fn record(level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)]) {
+pub(crate) fn record(level: tracing::Level, target: &str, message: &str, fields: &[(&str, &str)]) {
     let text = if fields.is_empty() {
         std::borrow::Cow::Borrowed(message)
     } else {
@@ -88,28 +113,13 @@ fn record(level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)])
         }
         std::borrow::Cow::Owned(text)
     };
-    let level = match level {
-        LogLevel::Error => {
-            tracing::error!(target: "pfn::plugin", plugin_target = target, "{text}");
-            tracing::Level::ERROR
-        }
-        LogLevel::Warn => {
-            tracing::warn!(target: "pfn::plugin", plugin_target = target, "{text}");
-            tracing::Level::WARN
-        }
-        LogLevel::Info => {
-            tracing::info!(target: "pfn::plugin", plugin_target = target, "{text}");
-            tracing::Level::INFO
-        }
-        LogLevel::Debug => {
-            tracing::debug!(target: "pfn::plugin", plugin_target = target, "{text}");
-            tracing::Level::DEBUG
-        }
-        LogLevel::Trace => {
-            tracing::trace!(target: "pfn::plugin", plugin_target = target, "{text}");
-            tracing::Level::TRACE
-        }
-    };
+    match level {
+        tracing::Level::ERROR => tracing::error!(target: "pfn::plugin", plugin_target = target, "{text}"),
+        tracing::Level::WARN => tracing::warn!(target: "pfn::plugin", plugin_target = target, "{text}"),
+        tracing::Level::INFO => tracing::info!(target: "pfn::plugin", plugin_target = target, "{text}"),
+        tracing::Level::DEBUG => tracing::debug!(target: "pfn::plugin", plugin_target = target, "{text}"),
+        tracing::Level::TRACE => tracing::trace!(target: "pfn::plugin", plugin_target = target, "{text}"),
+    }
     plugin_log::to_topic(level, message, fields);
 }
 

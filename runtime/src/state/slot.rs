@@ -159,4 +159,14 @@ impl StateAccess for StateSlot {
     fn end_call(&self, succeeded: bool) {
         Self::end_call(self, succeeded);
     }
+
+    fn checkpoint(&self) -> Option<Layer> {
+        Some(lock(&self.pending).batch.clone())
+    }
+
+    fn rewind(&self, checkpoint: Layer) {
+        let mut pending = lock(&self.pending);
+        pending.call = Layer::default();
+        pending.batch = checkpoint;
+    }
 }

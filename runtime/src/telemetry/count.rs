@@ -19,6 +19,8 @@ pub enum Count {
     Timeouts,
     Panics,
     BadInput,
+    Crashes,
+    Restarts,
 }
 
 /// Where a count goes on the Prometheus endpoint.
@@ -31,7 +33,7 @@ pub struct Exported {
 }
 
 impl Count {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Received,
         Self::ProcessedSuccessfully,
         Self::UserExceptions,
@@ -43,6 +45,8 @@ impl Count {
         Self::Timeouts,
         Self::Panics,
         Self::BadInput,
+        Self::Crashes,
+        Self::Restarts,
     ];
 
     /// Its field in status (`pfn functions status`).
@@ -59,6 +63,8 @@ impl Count {
             Self::Timeouts => "timeouts_total",
             Self::Panics => "panics_total",
             Self::BadInput => "bad_input_total",
+            Self::Crashes => "crashes_total",
+            Self::Restarts => "restarts_total",
         }
     }
 
@@ -74,7 +80,8 @@ impl Count {
             Self::SystemExceptions => Some("system exceptions"),
             Self::Timeouts => Some("timeouts"),
             Self::Panics => Some("panics"),
-            Self::ProcessedSuccessfully | Self::BadInput => None,
+            Self::Crashes => Some("crashes"),
+            Self::ProcessedSuccessfully | Self::BadInput | Self::Restarts => None,
         }
     }
 
@@ -96,6 +103,8 @@ impl Count {
             Self::Timeouts => ("pfn_timeouts_total", "Calls that ran past the function's timeout", false),
             Self::Panics => ("pfn_panics_total", "Calls that panicked (caught inside the plugin)", false),
             Self::BadInput => ("pfn_bad_input_total", "Payloads that did not decode into the input type", false),
+            Self::Crashes => ("pfn_crashes_total", "Calls whose process died under them (process runtime)", false),
+            Self::Restarts => ("pfn_instance_restarts_total", "Child processes restarted after they died", false),
         };
         Exported { name, help, one_minute }
     }
@@ -106,6 +115,7 @@ impl Count {
             FailureKind::Panic => Some(Self::Panics),
             FailureKind::BadInput => Some(Self::BadInput),
             FailureKind::Timeout => Some(Self::Timeouts),
+            FailureKind::Crash => Some(Self::Crashes),
             FailureKind::Error | FailureKind::System | FailureKind::Malformed => None,
         }
     }
@@ -124,9 +134,9 @@ impl Counts {
         self.0[count.index()] += amount;
     }
 
-    /// Counts a call that failed with `kind`: a user exception, and its kind's own count.
-    pub fn add_user_failure(&mut self, kind: FailureKind) {
-        self.add(Count::UserExceptions, 1);
+    /// Counts a call that failed with `kind`: a user or system exception, and its kind's own count.
+    pub fn add_failure(&mut self, kind: FailureKind) {
+        self.add(if kind.is_system() { Count::SystemExceptions } else { Count::UserExceptions }, 1);
         if let Some(count) = Count::of_failure(kind) {
             self.add(count, 1);
         }
@@ -198,8 +208,8 @@ mod tests {
         let now = counters.snapshot();
         assert_eq!((now.get(Count::Received), now.get(Count::Acked), now.get(Count::Panics)), (4, 2, 0));
         let mut failures = Counts::default();
-        failures.add_user_failure(FailureKind::Timeout);
-        failures.add_user_failure(FailureKind::Error);
+        failures.add_failure(FailureKind::Timeout);
+        failures.add_failure(FailureKind::Error);
         assert_eq!((failures.get(Count::UserExceptions), failures.get(Count::Timeouts)), (2, 1));
     }
 }

@@ -249,6 +249,11 @@ impl crate::context::MetricRecorder for InstanceMetrics {
     fn record(&self, name: &str, value: f64) {
         self.record_user_metric(name, value);
     }
+
+    fn record_restart(&self, cause: &str) {
+        self.counters.add_one(super::Count::Restarts);
+        self.note_exception(false, cause);
+    }
 }
 
 #[cfg(test)]

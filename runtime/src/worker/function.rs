@@ -154,7 +154,7 @@ pub enum StartError {
     Subscribe { fqfn: String, source: TransportError },
     #[error("function {fqfn}: {refusal}")]
     Unsupported { fqfn: String, refusal: TransportError },
-    #[error("function {fqfn}: cannot start instance thread: {source}")]
+    #[error("function {fqfn}: cannot start an instance thread or process: {source}")]
     Thread { fqfn: String, source: std::io::Error },
     #[error("function {fqfn}: {reason}")]
     Secret { fqfn: String, reason: SecretError },

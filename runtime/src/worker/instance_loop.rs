@@ -201,6 +201,9 @@ impl InstanceLoop {
             acked.add(Count::Acked, self.control.source.ack(&tags) as u64);
             self.control.stats.add(&acked);
         }
+        if self.instance.wants_batches() {
+            self.prepare_calls(&batch);
+        }
         let mut ids = MessageIdText::default();
         for delivery in &batch {
             if self.control.swap_ready.load(Ordering::Acquire) {
@@ -221,6 +224,18 @@ impl InstanceLoop {
             self.settle(delivery, called);
         }
         self.batch = batch;
+    }
+
+    /// Offers the instance the inputs of `batch` that will be called, ahead of their calls.
+    fn prepare_calls(&mut self, batch: &[Delivery]) {
+        let policy = self.settings.policy;
+        let called: Vec<&Delivery> =
+            batch.iter().filter(|delivery| !policy.exhausted(delivery.redelivery_count)).collect();
+        let mut text = MessageIdText::default();
+        let ids: Vec<String> = called.iter().map(|delivery| text.format(delivery.message_id).to_owned()).collect();
+        let inputs: Vec<Input<'_>> =
+            called.iter().zip(&ids).map(|(delivery, id)| Input::of_delivery(delivery, id)).collect();
+        self.instance.prepare(&inputs);
     }
 
     /// Calls the running version (and, on probation, the old one when the new one fails):
@@ -297,8 +312,8 @@ impl InstanceLoop {
                 }
             }
             CallOutcome::Failed(error) => {
-                self.counts.add_user_failure(error.kind);
-                self.control.stats.metrics.note_exception(true, &error.to_string());
+                self.counts.add_failure(error.kind);
+                self.control.stats.metrics.note_exception(!error.kind.is_system(), &error.to_string());
                 tracing::debug!(message_id = %delivery.message_id, %error, "call failed");
             }
         }

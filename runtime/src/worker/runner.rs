@@ -25,10 +25,12 @@ use crate::{
     io::transport::Sink,
     loader::Plugin,
     plugin_log::topic::LogTopic,
+    process::ProcessHosting,
     secrets::Secrets,
     state::StateSlot,
     sync::lock,
     telemetry::{InstanceLabels, InstanceMetrics},
+    vocabulary::Runtime,
 };
 
 /// One instance's thread and what it shares with the worker.
@@ -86,7 +88,7 @@ impl FunctionRunner {
         let secrets = resolve_secrets(&spec, wiring)?;
         let sink = wiring.transport.sink(spec.producer_settings());
         let settings = Arc::new(loop_settings(&spec, wiring));
-        let hosting = Hosting::default();
+        let hosting = hosting_of(&spec).map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
         let mut runner =
             Self { shared, plugin, previous: None, instances: BTreeMap::new(), secrets, hosting, settings, sink };
         let prepared = runner.prepare(&spec, &here(0..spec.parallelism, wiring), wiring)?;
@@ -287,7 +289,7 @@ impl FunctionRunner {
                     break;
                 }
             };
-            if let Some(timeout_ms) = spec.timeout_ms {
+            if let Some(timeout_ms) = spec.timeout_ms.filter(|_| spec.runtime == Runtime::Thread) {
                 let timeout = Duration::from_millis(timeout_ms);
                 watched.push(Watched::new(fqfn.clone(), timeout, wiring.backoff, Arc::clone(&control)));
             }
@@ -350,10 +352,22 @@ fn loop_settings(spec: &FunctionSpec, wiring: &Wiring) -> LoopSettings {
         mark_outputs: wiring.transport.marks_outputs(),
         dead_letter_topic: spec.dead_letter(),
         policy: Policy { guarantees: spec.processing_guarantees, max_message_retries: spec.max_message_retries },
-        timeouts: spec.timeout_ms.is_some(),
+        // The process runtime kills an overrunning call's child itself.
+        timeouts: spec.timeout_ms.is_some() && spec.runtime == Runtime::Thread,
         nack_backoff: wiring.backoff,
         timing: wiring.timing,
     }
+}
+
+/// Where the instances of a function run with `spec` are hosted.
+fn hosting_of(spec: &FunctionSpec) -> std::io::Result<Hosting> {
+    Ok(match spec.runtime {
+        Runtime::Thread => Hosting::InProcess,
+        Runtime::Process => {
+            let timeout = spec.timeout_ms.map(Duration::from_millis);
+            Hosting::Process(Arc::new(ProcessHosting::new(spec.resources, timeout)?))
+        }
+    })
 }
 
 /// The services of an instance: its control's state slot and metrics, the function's secrets

@@ -62,7 +62,7 @@ impl Watched {
         *revoked = true;
         control.revoked.store(true, Ordering::Release);
         let mut counts = Counts::default();
-        counts.add_user_failure(FailureKind::Timeout);
+        counts.add_failure(FailureKind::Timeout);
         control.stats.add(&counts);
         control.stats.healthy.store(false, Ordering::Release);
         let timeout_ms = self.timeout.as_millis();

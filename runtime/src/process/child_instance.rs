@@ -1,0 +1,548 @@
+//! The worker's side of an instance hosted in a child process.
+//!
+//! The worker keeps its consumers, producers and state; the child only calls the plugin. Inputs
+//! go to the child a batch at a time ([`ChildInstance::prepare`]) and come back as outcomes with
+//! their effects, which the caller then settles one by one as it would in-process.
+//!
+//! When the child dies, the progress word says which input's call was running: that input fails
+//! with a `crash` (or a `timeout`, when the worker killed the child for overrunning
+//! `timeout_ms`), the child is restarted, and the batch's other inputs are called again on the
+//! new one. Their state writes in the dead child were rewound first, so nothing is counted twice.
+
+use std::{
+    collections::VecDeque,
+    io,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    child::{ChildProcess, Death},
+    limits::Limits,
+    wire::{Init, StateAnswer, StateAsk, ToChild, ToWorker, WireCalled, WireInput, WireOutcome, decode},
+};
+use crate::{
+    config::Resources,
+    context::{Effects, FunctionIdentity, Publication, Services, record_plugin_event},
+    execute::{CallOutcome, Executed, Input},
+    instance::InitError,
+    io::transport::Message,
+    loader::Plugin,
+    plugin_log::{self, InstanceLog},
+    state::StateError,
+    vocabulary::{Failure, FailureKind},
+};
+
+/// How long a child may take to open its plugin and run `init`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a closing child may take to run `close`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the worker looks at a busy child's progress when no frame comes.
+const POLL: Duration = Duration::from_millis(20);
+/// Restart waits: none after one death, then doubling from this, up to [`MAX_RESTART_WAIT`].
+const FIRST_RESTART_WAIT: Duration = Duration::from_millis(10);
+const MAX_RESTART_WAIT: Duration = Duration::from_secs(5);
+/// Deaths during a batch that no call can be blamed for, before the batch fails as a whole.
+const UNATTRIBUTED_DEATHS: u32 = 3;
+
+/// How the instances of one function run in child processes.
+#[derive(Debug, Clone)]
+pub struct ProcessHosting {
+    /// The `pfn` executable that hosts them.
+    pub program: PathBuf,
+    pub resources: Option<Resources>,
+    /// A call running longer has its child killed.
+    pub timeout: Option<Duration>,
+}
+
+impl ProcessHosting {
+    /// Hosting by this very executable.
+    pub fn new(resources: Option<Resources>, timeout: Option<Duration>) -> io::Result<Self> {
+        Ok(Self { program: std::env::current_exe()?, resources, timeout })
+    }
+}
+
+/// One outcome computed ahead of its turn.
+#[derive(Debug)]
+struct Ahead {
+    topic: String,
+    message_id: String,
+    called: Called,
+}
+
+/// An outcome with its output owned.
+#[derive(Debug)]
+struct Called {
+    outcome: CallOutcome<Vec<u8>>,
+    effects: Effects,
+}
+
+impl Called {
+    fn failed(failure: Failure) -> Self {
+        Self { outcome: CallOutcome::Failed(failure), effects: Effects::default() }
+    }
+
+    fn of_wire(called: WireCalled<'_>) -> Self {
+        let outcome = match called.outcome {
+            WireOutcome::Output(output) => CallOutcome::Output(output.to_vec()),
+            WireOutcome::Filtered => CallOutcome::Filtered,
+            WireOutcome::Failed(failure) => CallOutcome::Failed(failure),
+        };
+        let published = called
+            .published
+            .into_iter()
+            .map(|publication| Publication {
+                topic: publication.topic.to_owned(),
+                message: Message {
+                    payload: publication.payload.to_vec(),
+                    key: publication.key.map(str::to_owned),
+                    properties: publication
+                        .properties
+                        .into_iter()
+                        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                        .collect(),
+                    event_time_ms: publication.event_time_ms,
+                },
+            })
+            .collect();
+        Self { outcome, effects: Effects { acked: called.acked, published } }
+    }
+}
+
+/// Why a batch did not come back whole.
+#[derive(Debug)]
+struct Lost {
+    /// The position, among the inputs sent, of the one whose call was running.
+    at: Option<usize>,
+    failure: Failure,
+}
+
+/// An instance hosted in a child process, restarted when it dies.
+#[derive(Debug)]
+pub struct ChildInstance {
+    hosting: Arc<ProcessHosting>,
+    plugin: Plugin,
+    identity: FunctionIdentity,
+    services: Services,
+    log: Option<InstanceLog>,
+    child: Option<ChildProcess>,
+    /// The plugin log level the child was last told.
+    log_level: u8,
+    ahead: VecDeque<Ahead>,
+    current: Option<Called>,
+    /// Deaths since the last batch that came back, for the restart back-off.
+    deaths_in_a_row: u32,
+    frame: Vec<u8>,
+}
+
+impl ChildInstance {
+    /// Starts a child for an instance of `plugin` and waits until its `init` has run.
+    pub fn start(
+        hosting: Arc<ProcessHosting>,
+        plugin: &Plugin,
+        identity: FunctionIdentity,
+        services: Services,
+    ) -> Result<Self, InitError> {
+        let log = services.log.as_ref().map(|function| InstanceLog { function: Arc::clone(function), instance_id: identity.instance_id });
+        let mut instance = Self {
+            hosting,
+            plugin: plugin.clone(),
+            identity,
+            services,
+            log,
+            child: None,
+            log_level: 0,
+            ahead: VecDeque::new(),
+            current: None,
+            deaths_in_a_row: 0,
+            frame: Vec::new(),
+        };
+        instance.start_child().map_err(|cause| InitError {
+            fqfn: instance.identity.fqfn(),
+            plugin: instance.plugin.info.name.clone(),
+            version: instance.plugin.info.version.clone(),
+            cause,
+        })?;
+        Ok(instance)
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Runs `inputs` in the child ahead of their calls.
+    pub fn prepare(&mut self, inputs: &[Input<'_>]) {
+        self.ahead.clear();
+        let mut results: Vec<Option<Called>> = inputs.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..inputs.len()).collect();
+        let mut unattributed = 0;
+        while !pending.is_empty() {
+            match self.run_batch(inputs, &pending) {
+                Ok(called) => {
+                    for (index, called) in pending.drain(..).zip(called) {
+                        results[index] = Some(called);
+                    }
+                }
+                Err(Lost { at: Some(position), failure }) => {
+                    let index = pending.remove(position);
+                    results[index] = Some(Called::failed(failure));
+                }
+                Err(Lost { at: None, failure }) => {
+                    unattributed += 1;
+                    if unattributed >= UNATTRIBUTED_DEATHS {
+                        let failure = Failure::new(FailureKind::System, failure.message);
+                        for index in pending.drain(..) {
+                            results[index] = Some(Called::failed(failure.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (input, called) in inputs.iter().zip(results) {
+            let called = called.unwrap_or_else(|| Called::failed(Failure::new(FailureKind::System, "no outcome")));
+            self.ahead.push_back(Ahead { topic: input.topic.to_owned(), message_id: input.message_id.to_owned(), called });
+        }
+    }
+
+    /// The outcome of `input`: computed ahead, or now.
+    pub fn call(&mut self, input: &Input<'_>) -> Executed<&[u8]> {
+        let ready = self
+            .ahead
+            .front()
+            .is_some_and(|ahead| ahead.message_id == input.message_id && ahead.topic == input.topic);
+        if !ready {
+            self.prepare(std::slice::from_ref(input));
+        }
+        self.current = self.ahead.pop_front().map(|ahead| ahead.called);
+        match self.current.as_mut() {
+            Some(called) => {
+                let effects = std::mem::take(&mut called.effects);
+                let outcome = match &called.outcome {
+                    CallOutcome::Output(output) => CallOutcome::Output(output.as_slice()),
+                    CallOutcome::Filtered => CallOutcome::Filtered,
+                    CallOutcome::Failed(failure) => CallOutcome::Failed(failure.clone()),
+                };
+                Executed { outcome, effects }
+            }
+            None => Executed {
+                outcome: CallOutcome::Failed(Failure::new(FailureKind::System, "no outcome")),
+                effects: Effects::default(),
+            },
+        }
+    }
+
+    /// Runs the function's `close` in the child and lets it exit.
+    pub fn close(&mut self) -> Result<(), Failure> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let closing = child.send(&ToChild::Close).and_then(|()| {
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
+            loop {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "close did not return in time"));
+                }
+                let Some(frame) = child.receive()? else { continue };
+                self.frame.clear();
+                self.frame.extend_from_slice(frame);
+                if let Some(closed) = self.serve(&mut child)? {
+                    return Ok(closed);
+                }
+            }
+        });
+        match closing {
+            Ok(closed) => {
+                child.reap();
+                closed.map_or(Ok(()), Err)
+            }
+            Err(error) => {
+                let death = child.kill();
+                Err(Failure::new(FailureKind::System, format!("the child did not close cleanly ({error}); {death}")))
+            }
+        }
+    }
+
+    /// Sends the inputs at `indices` to the child and waits for their outcomes.
+    fn run_batch(&mut self, inputs: &[Input<'_>], indices: &[usize]) -> Result<Vec<Called>, Lost> {
+        let checkpoint = self.services.state.as_ref().and_then(|state| state.checkpoint());
+        let result = match self.ensure_child() {
+            Ok(()) => self.exchange(inputs, indices),
+            Err(lost) => Err(lost),
+        };
+        if let Err(lost) = &result {
+            if let (Some(state), Some(checkpoint)) = (&self.services.state, checkpoint) {
+                state.rewind(checkpoint);
+            }
+            self.deaths_in_a_row += 1;
+            tracing::warn!(failure = %lost.failure, "instance process died; restarting it");
+            self.services.metrics.as_ref().inspect(|metrics| metrics.record_restart(&lost.failure.to_string()));
+        } else {
+            self.deaths_in_a_row = 0;
+        }
+        result
+    }
+
+    fn exchange(&mut self, inputs: &[Input<'_>], indices: &[usize]) -> Result<Vec<Called>, Lost> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Lost { at: None, failure: Failure::new(FailureKind::System, "no child process") });
+        };
+        let batch: Vec<WireInput<'_>> = indices.iter().map(|&index| wire_input(&inputs[index])).collect();
+        let level = self.wanted_log_level();
+        let sent = (if level == self.log_level { Ok(()) } else { child.send(&ToChild::LogLevel(level)) })
+            .and_then(|()| child.send(&ToChild::Batch(batch)));
+        self.log_level = level;
+        if sent.is_err() {
+            return Err(self.died(child, None));
+        }
+        let mut watching: (Option<usize>, Instant) = (None, Instant::now());
+        loop {
+            match child.receive() {
+                Ok(Some(frame)) => {
+                    self.frame.clear();
+                    self.frame.extend_from_slice(frame);
+                    match self.take_done(&mut child, indices.len()) {
+                        Ok(Some(called)) => {
+                            self.child = Some(child);
+                            return Ok(called);
+                        }
+                        Ok(None) => {}
+                        Err(_) => {
+                            let at = child.progress.current();
+                            return Err(self.died(child, at));
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let Some(timeout) = self.hosting.timeout else { continue };
+                    let now = child.progress.current();
+                    if now != watching.0 {
+                        watching = (now, Instant::now());
+                    } else if now.is_some() && watching.1.elapsed() >= timeout {
+                        let death = child.kill();
+                        let message = format!(
+                            "the call ran past timeout_ms = {}; its process was killed ({death})",
+                            timeout.as_millis()
+                        );
+                        return Err(Lost { at: now, failure: Failure::new(FailureKind::Timeout, message) });
+                    }
+                }
+                Err(_) => {
+                    let at = child.progress.current();
+                    return Err(self.died(child, at));
+                }
+            }
+        }
+    }
+
+    /// Serves the frame in `self.frame`; the batch's outcomes when it is the last of them.
+    fn take_done(&mut self, child: &mut ChildProcess, sent: usize) -> io::Result<Option<Vec<Called>>> {
+        let frame = std::mem::take(&mut self.frame);
+        let result = match decode::<ToWorker<'_>>(&frame)? {
+            ToWorker::Done { called, metrics } => {
+                if called.len() != sent {
+                    return Err(io::Error::other(format!("{} outcomes for {sent} inputs", called.len())));
+                }
+                if let Some(recorder) = &self.services.metrics {
+                    for (name, value) in metrics {
+                        recorder.record(name, value);
+                    }
+                }
+                Ok(Some(called.into_iter().map(Called::of_wire).collect()))
+            }
+            other => self.serve_other(child, other).map(|_| None),
+        };
+        self.frame = frame;
+        result
+    }
+
+    /// Serves the frame in `self.frame`; `Some` when it says the child closed.
+    fn serve(&mut self, child: &mut ChildProcess) -> io::Result<Option<Option<Failure>>> {
+        let frame = std::mem::take(&mut self.frame);
+        let result = match decode::<ToWorker<'_>>(&frame)? {
+            ToWorker::Closed(failure) => Ok(Some(failure)),
+            other => self.serve_other(child, other).map(|_| None),
+        };
+        self.frame = frame;
+        result
+    }
+
+    /// Answers a state ask, or records a log event; refuses anything else.
+    fn serve_other(&self, child: &mut ChildProcess, frame: ToWorker<'_>) -> io::Result<()> {
+        match frame {
+            ToWorker::State(ask) => self.answer_state(child, ask),
+            ToWorker::Log { level, target, message, fields } => {
+                if let Some(level) = plugin_log::level_of_code(level) {
+                    let _entered = plugin_log::enter(self.log.as_ref());
+                    record_plugin_event(level, target, message, &fields);
+                }
+                Ok(())
+            }
+            ToWorker::Ready | ToWorker::InitFailed(_) | ToWorker::Done { .. } | ToWorker::Closed(_) => {
+                Err(io::Error::other("the child sent a frame out of turn"))
+            }
+        }
+    }
+
+    fn answer_state(&self, child: &mut ChildProcess, ask: StateAsk<'_>) -> io::Result<()> {
+        let Some(state) = self.services.state.as_deref() else {
+            let refused = StateAnswer::Failed { invalid_argument: false, message: "state is not available".to_owned() };
+            return if ask.is_answered() { child.send(&ToChild::State(refused)) } else { Ok(()) };
+        };
+        let failed = |error: StateError| StateAnswer::Failed {
+            invalid_argument: error.is_invalid_argument(),
+            message: error.to_string(),
+        };
+        match ask {
+            StateAsk::Get(key) => {
+                let value = state.get(key);
+                let answer = match &value {
+                    Ok(value) => StateAnswer::Value(value.as_deref()),
+                    Err(error) => failed(error.clone()),
+                };
+                child.send(&ToChild::State(answer))
+            }
+            StateAsk::Incr(key, amount) => {
+                let answer = state.incr(key, amount).map_or_else(failed, StateAnswer::Counter);
+                child.send(&ToChild::State(answer))
+            }
+            StateAsk::GetCounter(key) => {
+                let answer = state.get_counter(key).map_or_else(failed, StateAnswer::Counter);
+                child.send(&ToChild::State(answer))
+            }
+            StateAsk::List { prefix, start_after, limit } => {
+                let keys = state.list(prefix, start_after, limit as usize);
+                let answer = match &keys {
+                    Ok(keys) => StateAnswer::Keys(keys.iter().map(String::as_str).collect()),
+                    Err(error) => failed(error.clone()),
+                };
+                child.send(&ToChild::State(answer))
+            }
+            StateAsk::Put(key, value) => log_refused(state.put(key, value)),
+            StateAsk::Delete(key) => log_refused(state.delete(key)),
+            StateAsk::DeletePrefix(prefix) => log_refused(state.delete_prefix(prefix)),
+            StateAsk::EndCall(succeeded) => {
+                state.end_call(succeeded);
+                Ok(())
+            }
+        }
+    }
+
+    /// What became of a child that broke off, as the failure of the call it was in.
+    fn died(&self, child: ChildProcess, at: Option<usize>) -> Lost {
+        let death = child.reap();
+        Lost { at, failure: crash(&death) }
+    }
+
+    /// Starts a child, when none runs, after a wait that grows with the deaths in a row.
+    fn ensure_child(&mut self) -> Result<(), Lost> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        if self.deaths_in_a_row > 1 {
+            let doublings = (self.deaths_in_a_row - 2).min(16);
+            std::thread::sleep(FIRST_RESTART_WAIT.saturating_mul(1 << doublings).min(MAX_RESTART_WAIT));
+        }
+        self.start_child().map_err(|failure| Lost { at: None, failure })
+    }
+
+    /// Starts a child and waits for it to be ready.
+    fn start_child(&mut self) -> Result<(), Failure> {
+        let limits = Limits::of(self.hosting.resources.as_ref(), self.identity.instance_id);
+        let system = |message: String| Failure::new(FailureKind::System, message);
+        let mut child = ChildProcess::spawn(&self.hosting.program, limits, POLL)
+            .map_err(|error| system(format!("cannot start {}: {error}", self.hosting.program.display())))?;
+        self.log_level = self.wanted_log_level();
+        let init = self.init();
+        if let Err(error) = child.send(&ToChild::Init(init)) {
+            let death = child.kill();
+            return Err(system(format!("cannot reach the new process ({error}); {death}")));
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let frame = match child.receive() {
+                Ok(Some(frame)) => frame,
+                Ok(None) if Instant::now() < deadline => continue,
+                Ok(None) => return Err(system(format!("init did not return in {} s; {}", START_TIMEOUT.as_secs(), child.kill()))),
+                Err(_) => return Err(crash(&child.reap())),
+            };
+            self.frame.clear();
+            self.frame.extend_from_slice(frame);
+            let frame = std::mem::take(&mut self.frame);
+            let step = match decode::<ToWorker<'_>>(&frame) {
+                Ok(ToWorker::Ready) => Some(Ok(())),
+                Ok(ToWorker::InitFailed(failure)) => Some(Err(failure)),
+                Ok(other) => self.serve_other(&mut child, other).err().map(|error| Err(system(error.to_string()))),
+                Err(error) => Some(Err(system(error.to_string()))),
+            };
+            self.frame = frame;
+            match step {
+                None => {}
+                Some(Ok(())) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Some(Err(failure)) => {
+                    child.reap();
+                    return Err(failure);
+                }
+            }
+        }
+    }
+
+    fn init(&self) -> Init<'_> {
+        let identity = &self.identity;
+        Init {
+            plugin: self.plugin.info.opened_path.to_str().unwrap_or_default(),
+            sha256: &self.plugin.info.sha256,
+            tenant: &identity.tenant,
+            namespace: &identity.namespace,
+            name: &identity.name,
+            instance_id: identity.instance_id,
+            num_instances: identity.num_instances,
+            input_topics: identity.input_topics.iter().map(String::as_str).collect(),
+            output_topic: identity.output_topic.as_deref(),
+            user_config: identity.user_config.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect(),
+            secrets: self.services.secrets.as_deref().map(|secrets| secrets.exposed().collect()).unwrap_or_default(),
+            state: self.services.state.is_some(),
+            metrics: self.services.metrics.is_some(),
+            log_level: self.log_level,
+        }
+    }
+
+    /// The most verbose plugin level worth sending back: the function's own, or the worker's.
+    fn wanted_log_level(&self) -> u8 {
+        let own = self.log.as_ref().and_then(|log| log.function.level());
+        plugin_log::level_code(Some(own.unwrap_or_else(tracing::level_filters::LevelFilter::current)))
+    }
+}
+
+impl Drop for ChildInstance {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::warn!(plugin = %self.plugin.info.name, %error, "plugin close failed");
+        }
+    }
+}
+
+fn wire_input<'a>(input: &'a Input<'_>) -> WireInput<'a> {
+    WireInput {
+        payload: input.payload,
+        key: input.key,
+        properties: input.properties.iter().map(|property| (property.key.as_str(), property.value.as_str())).collect(),
+        event_time_ms: input.event_time_ms,
+        topic: input.topic,
+        message_id: input.message_id,
+        redelivery_count: input.redelivery_count,
+    }
+}
+
+/// The failure of the call a child died in.
+fn crash(death: &Death) -> Failure {
+    Failure::new(FailureKind::Crash, format!("the instance's process {death}"))
+}
+
+fn log_refused(result: Result<(), StateError>) -> io::Result<()> {
+    if let Err(error) = result {
+        tracing::warn!(%error, "a state write from the child was refused");
+    }
+    Ok(())
+}
