@@ -42,6 +42,8 @@ impl Hosting {
 
 /// One instance of a plugin's function, wherever it is hosted.
 #[derive(Debug)]
+// The in-process variant is called inline per message: kept unboxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Instance {
     InProcess(PluginInstance),
     Child(Box<ChildInstance>),

@@ -29,7 +29,7 @@ use super::{
 use crate::sync::lock;
 
 /// The most lines of a child's output kept to explain its death.
-const TAIL_LINES: usize = 12;
+const TAIL_LINES: usize = 200;
 /// How long a child that closed its socket gets to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
@@ -55,11 +55,19 @@ pub struct Death {
 impl std::fmt::Display for Death {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.status)?;
-        if let Some(last) = self.output.iter().rev().find(|line| !line.trim().is_empty()) {
+        if let Some(last) = self.output.iter().rev().find(|line| !is_backtrace(line)) {
             write!(f, "; its output ended with: {}", last.trim())?;
         }
         Ok(())
     }
+}
+
+/// Whether a line of output is part of a backtrace (or blank), not what was said before it.
+fn is_backtrace(line: &str) -> bool {
+    line.trim().is_empty()
+        || line.starts_with(char::is_whitespace)
+        || line.starts_with("stack backtrace:")
+        || line.starts_with("note: ")
 }
 
 impl ChildProcess {
