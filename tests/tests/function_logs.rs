@@ -20,9 +20,19 @@ fn spec(name: &str, extra: &str) -> String {
 
 #[test]
 fn each_function_logs_at_its_own_level_to_its_own_topic() {
+    logs_at_own_level("thread");
+}
+
+#[test]
+fn a_child_process_logs_at_its_functions_level_to_its_topic() {
+    logs_at_own_level("process");
+}
+
+fn logs_at_own_level(runtime: &str) {
     let dir = scratch();
-    let loud = spec("loud", "log_level = \"debug\"\nlog_topic = \"loud-logs\"");
-    let quiet = spec("quiet", "log_level = \"error\"");
+    let runtime = format!("runtime = \"{runtime}\"");
+    let loud = spec("loud", &format!("log_level = \"debug\"\nlog_topic = \"loud-logs\"\n{runtime}"));
+    let quiet = spec("quiet", &format!("log_level = \"error\"\n{runtime}"));
     let worker = RunningWorker::start(
         dir.path(),
         &[("loud.toml", &loud), ("quiet.toml", &quiet)],
@@ -62,7 +72,8 @@ fn each_function_logs_at_its_own_level_to_its_own_topic() {
 
     // A changed spec changes the level at once, with no restart.
     std::thread::sleep(Duration::from_millis(1100)); // a modification time that differs
-    std::fs::write(worker.functions_dir.join("quiet.toml"), spec("quiet", "log_level = \"warn\"")).expect("spec");
+    let quieter = spec("quiet", &format!("log_level = \"warn\"\n{runtime}"));
+    std::fs::write(worker.functions_dir.join("quiet.toml"), quieter).expect("spec");
     worker.wait_until("the new level is applied", |worker| worker.log_text().contains("log level applied"));
     worker.produce("quiet-in", b"log warn w2\n", false);
     assert_eq!(worker.consume("quiet-out", "check", 1, false).len(), 1);

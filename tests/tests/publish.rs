@@ -34,10 +34,21 @@ fn pfn_run_writes_published_messages_beside_the_output() {
 
 #[test]
 fn the_worker_publishes_what_successful_calls_published_and_nothing_of_failed_ones() {
+    publishes_of_successful_calls_only("thread");
+}
+
+#[test]
+fn a_child_process_publishes_as_a_thread_does() {
+    publishes_of_successful_calls_only("process");
+}
+
+fn publishes_of_successful_calls_only(runtime: &str) {
     let dir = scratch();
-    let spec = "name = \"router\"\nplugin = \"stateful\"\ninputs = [\"router-in\"]\nmax_message_retries = 2\n";
+    let spec = format!(
+        "name = \"router\"\nplugin = \"stateful\"\ninputs = [\"router-in\"]\nmax_message_retries = 2\nruntime = \"{runtime}\"\n"
+    );
     let worker =
-        RunningWorker::start(dir.path(), &[("router.toml", spec)], &[(&fixture("stateful"), "libstateful.so")], &[]);
+        RunningWorker::start(dir.path(), &[("router.toml", &spec)], &[(&fixture("stateful"), "libstateful.so")], &[]);
     worker.wait_until("router runs", |worker| worker.function("public/default/router")["state"] == "running");
     for topic in ["routed-a", "routed-b", "router-DLQ"] {
         worker.create_subscription(topic, "check");

@@ -17,6 +17,15 @@ const TOKEN: &str = "t0ken-file-value";
 
 #[test]
 fn a_function_reads_its_secrets_and_they_appear_nowhere_else() {
+    secrets_read_and_shown_nowhere("thread");
+}
+
+#[test]
+fn a_child_process_reads_its_secrets_and_they_appear_nowhere_else() {
+    secrets_read_and_shown_nowhere("process");
+}
+
+fn secrets_read_and_shown_nowhere(runtime: &str) {
     let dir = scratch();
     let secrets_file = dir.path().join("secrets.toml");
     fs::write(&secrets_file, format!("api_key = \"{API_KEY}\"\n")).expect("secrets file");
@@ -24,7 +33,7 @@ fn a_function_reads_its_secrets_and_they_appear_nowhere_else() {
     fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
     let keeper = format!(
         "name = \"keeper\"\nplugin = \"stateful\"\ninputs = [\"keeper-in\"]\noutput = \"keeper-out\"\n\
-         max_message_retries = 0\n[secrets]\napi = \"worker:api_key\"\ntoken = \"file:{}\"\n",
+         max_message_retries = 0\nruntime = \"{runtime}\"\n[secrets]\napi = \"worker:api_key\"\ntoken = \"file:{}\"\n",
         token_file.display()
     );
     let orphan = "name = \"orphan\"\nplugin = \"stateful\"\ninputs = [\"orphan-in\"]\n\

@@ -21,6 +21,11 @@ parallelism = 4
 max_message_retries = 0
 "#;
 
+/// `spec` with its instances in the given runtime.
+fn in_runtime(spec: &str, runtime: &str) -> String {
+    format!("{spec}runtime = \"{runtime}\"\n")
+}
+
 const KEYS: &str = "public/default/keys";
 const KEYS_SPEC: &str = r#"
 name = "keys"
@@ -66,10 +71,18 @@ fn putstate(worker: &RunningWorker, fqfn: &str, key: &str, value: [&str; 2]) -> 
 
 #[test]
 fn counters_stay_exact_with_four_instances_and_failing_calls_mixed_in() {
+    counters_stay_exact("thread", 100_000);
+}
+
+#[test]
+fn counters_stay_exact_when_the_instances_run_in_child_processes() {
+    counters_stay_exact("process", 20_000);
+}
+
+fn counters_stay_exact(runtime: &str, increments: u64) {
     let dir = scratch();
-    let worker = start(dir.path(), ("count.toml", COUNT_SPEC));
+    let worker = start(dir.path(), ("count.toml", &in_runtime(COUNT_SPEC, runtime)));
     wait_running(&worker, COUNT);
-    let increments: u64 = 100_000;
     let mut lines = String::new();
     let mut failing = 0;
     for n in 0..increments {
@@ -90,7 +103,8 @@ fn counters_stay_exact_with_four_instances_and_failing_calls_mixed_in() {
 
     assert_eq!(entry(&worker, COUNT, "count", true)["numberValue"], increments);
     assert_eq!(worker.total(COUNT, "dead_lettered_total"), failing, "only the failing calls are dead-lettered");
-    assert_eq!(entry(&worker, COUNT, "last/99000", false)["stringValue"], "99000");
+    let last = (increments - 1) / 1000 * 1000;
+    assert_eq!(entry(&worker, COUNT, &format!("last/{last}"), false)["stringValue"], last.to_string());
     let per_instance: Vec<u64> = worker.function(COUNT)["instances"]
         .as_array()
         .expect("instances")
