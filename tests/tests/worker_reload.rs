@@ -111,8 +111,17 @@ fn check_outputs(outputs: &[String], total: u64) -> BTreeMap<u32, Vec<String>> {
 
 #[test]
 fn higher_versions_are_swapped_in_under_load_without_losing_a_message() {
+    swapped_in_under_load("");
+}
+
+#[test]
+fn child_processes_are_swapped_to_higher_versions_without_losing_a_message() {
+    swapped_in_under_load("runtime = \"process\"\n");
+}
+
+fn swapped_in_under_load(runtime: &str) {
     let scratch = scratch();
-    let spec = spec("");
+    let spec = spec(runtime);
     let v1 = versioned("1.0.0");
     let worker =
         RunningWorker::start(scratch.path(), &[("versioned.toml", &spec)], &[(&v1, "libversioned-1.0.0.so")], &[]);
@@ -253,8 +262,17 @@ fn refused_files_leave_the_running_version_serving() {
 
 #[test]
 fn a_new_version_that_fails_where_the_old_did_not_is_rolled_back() {
+    rolled_back_when_failing("");
+}
+
+#[test]
+fn a_new_version_in_child_processes_that_fails_is_rolled_back() {
+    rolled_back_when_failing("runtime = \"process\"\n");
+}
+
+fn rolled_back_when_failing(runtime: &str) {
     let scratch = scratch();
-    let spec = spec("user_config = { fail_in = \"1.1.0\" }\n");
+    let spec = spec(&format!("user_config = {{ fail_in = \"1.1.0\" }}\n{runtime}"));
     let v1 = versioned("1.0.0");
     let worker = RunningWorker::start(
         scratch.path(),
