@@ -224,7 +224,7 @@ impl FunctionSpec {
     /// What the function's instances subscribe to.
     pub fn subscription_request(&self) -> SubscriptionRequest {
         SubscriptionRequest {
-            topics: self.inputs.clone(),
+            topics: self.inputs.iter().cloned().chain(self.retry_topic()).collect(),
             topics_pattern: self.topics_pattern.clone(),
             subscription: self.subscription(),
             kind: self.subscription_type(),
@@ -235,6 +235,17 @@ impl FunctionSpec {
     /// How the function's producers are built.
     pub fn producer_settings(&self) -> ProducerSettings {
         ProducerSettings::of(self.producer_config.as_ref())
+    }
+
+    /// Where inputs whose call killed their child process are tried again, under the process
+    /// runtime: `<first input or name>-<subscription>-RETRY`, as Pulsar names a retry letter
+    /// topic. Not with a topics pattern (those inputs are retried as other failures are).
+    pub fn retry_topic(&self) -> Option<String> {
+        if self.runtime != Runtime::Process || self.topics_pattern.is_some() {
+            return None;
+        }
+        let first = self.inputs.first().unwrap_or(&self.name);
+        Some(format!("{first}-{}-RETRY", self.subscription()))
     }
 
     /// The dead-letter topic: the configured one, or `<output or name>-DLQ`.

@@ -22,6 +22,7 @@ mod outcomes;
 mod plugins_dir;
 mod pulsar_trigger;
 mod reload;
+mod retry_letter;
 mod routed;
 mod runner;
 pub mod state;

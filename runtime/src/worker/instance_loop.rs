@@ -17,9 +17,11 @@ use super::{
     commits::{Commit, Commits, Covers, Unheld},
     control::{InstanceControl, Swap},
     outcomes::{Outcome, Outcomes},
+    retry_letter,
     routed::Routed,
 };
 use crate::{
+    context::Publication,
     execute::{CallOutcome, Effects, Executed, Input, Policy, Settlement},
     hosted::Instance,
     io::transport::{
@@ -50,6 +52,8 @@ pub(super) struct LoopSettings {
     /// Outputs carry their input's topic and id (on Pulsar, as Pulsar Functions' do).
     pub mark_outputs: bool,
     pub dead_letter_topic: String,
+    /// Where inputs that killed the instance's process are tried again (process runtime).
+    pub retry_topic: Option<String>,
     pub policy: Policy,
     pub timeouts: bool,
     pub nack_backoff: Backoff,
@@ -193,7 +197,10 @@ impl InstanceLoop {
     }
 
     fn process_batch(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        if self.settings.retry_topic.is_some() {
+            batch.iter_mut().for_each(retry_letter::apply_count);
+        }
         if self.settings.policy.guarantees == ProcessingGuarantees::AtMostOnce {
             let tags: Vec<DeliveryTag> = batch.iter().map(|delivery| delivery.tag).collect();
             // Counted now: a batch taken back by the watchdog is still acknowledged.
@@ -322,7 +329,14 @@ impl InstanceLoop {
             (Settlement::Keep, _) => self.unacked.push(delivery.tag),
             (Settlement::AckedAlready, _) => {}
             (Settlement::DeadLetter, Some(failure)) => self.dead_letter(delivery, &failure),
-            (Settlement::Retry, Some(failure)) => self.nacks.push((delivery.tag, delivery.redelivery_count, failure)),
+            (Settlement::Retry, Some(failure)) => match &self.settings.retry_topic {
+                Some(topic) if retry_letter::goes_to_retry_topic(&failure) => {
+                    let copy = retry_letter::copy_for_retry(delivery, &failure);
+                    self.routed.add(delivery.tag, vec![Publication { topic: topic.clone(), message: copy }]);
+                    self.acks.push(delivery.tag);
+                }
+                _ => self.nacks.push((delivery.tag, delivery.redelivery_count, failure)),
+            },
             (Settlement::DeadLetter | Settlement::Retry, None) => {
                 debug_assert!(false, "only a failed call is retried or dead-lettered");
                 self.acks.push(delivery.tag);
@@ -338,9 +352,12 @@ impl InstanceLoop {
         properties.extend([
             ("pfn.dead_letter.reason".to_owned(), reason.to_owned()),
             ("pfn.dead_letter.error".to_owned(), error.to_owned()),
-            ("REAL_TOPIC".to_owned(), delivery.topic.to_string()),
-            ("ORIGIN_MESSAGE_ID".to_owned(), delivery.message_id.to_string()),
         ]);
+        // A copy from the retry topic names its original already.
+        if !properties.iter().any(|(key, _)| key == retry_letter::REAL_TOPIC) {
+            properties.push((retry_letter::REAL_TOPIC.to_owned(), delivery.topic.to_string()));
+            properties.push((retry_letter::ORIGIN_MESSAGE_ID.to_owned(), delivery.message_id.to_string()));
+        }
         if self.outcomes.anyone_waiting() {
             let outcome = Outcome::DeadLettered { reason: reason.to_owned(), error: error.to_owned() };
             self.reports.push((delivery.tag, Arc::clone(input), outcome));

@@ -351,6 +351,7 @@ fn loop_settings(spec: &FunctionSpec, wiring: &Wiring) -> LoopSettings {
         forward_properties: spec.forward_source_message_property,
         mark_outputs: wiring.transport.marks_outputs(),
         dead_letter_topic: spec.dead_letter(),
+        retry_topic: spec.retry_topic(),
         policy: Policy { guarantees: spec.processing_guarantees, max_message_retries: spec.max_message_retries },
         // The process runtime kills an overrunning call's child itself.
         timeouts: spec.timeout_ms.is_some() && spec.runtime == Runtime::Thread,
