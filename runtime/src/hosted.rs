@@ -33,9 +33,8 @@ impl Hosting {
     ) -> Result<Instance, InitError> {
         match self {
             Self::InProcess => plugin.instantiate(identity, services).map(Instance::InProcess),
-            Self::Process(hosting) => {
-                ChildInstance::start(Arc::clone(hosting), plugin, identity, services).map(|child| Instance::Child(Box::new(child)))
-            }
+            Self::Process(hosting) => ChildInstance::start(Arc::clone(hosting), plugin, identity, services)
+                .map(|child| Instance::Child(Box::new(child))),
         }
     }
 }

@@ -29,12 +29,12 @@ use crate::{
         lines::{InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
     },
     loader::{Loader, Pin},
+    process::ProcessHosting,
     secrets::{SecretError, Secrets, WorkerSecrets},
     state::{StateError, StateSlot, StateStore},
     sync::lock,
     telemetry::{InstanceLabels, InstanceMetrics},
     verify::VerifyError,
-    process::ProcessHosting,
     vocabulary::{FailureKind, Runtime},
 };
 

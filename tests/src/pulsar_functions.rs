@@ -24,6 +24,7 @@ use crate::{
 pub const SHOUT: &str = "public/default/shout";
 pub const PANICKY: &str = "public/default/panicky";
 pub const ACKER: &str = "public/default/acker";
+pub const ZOO: &str = "public/default/zoo";
 
 /// How long a reader waits for the next output before a test gives up (a hang guard).
 pub const IDLE: Duration = Duration::from_secs(60);
@@ -170,6 +171,18 @@ pub fn panicky_spec(input: &str, output: &str, extra: &str) -> String {
 pub fn start_panicky(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
     let worker = launch(dir, &relay.url(), "panicky", (&fixture("panicky"), "libpanicky.so"), spec, &[]);
     wait_running(worker, "panicky", PANICKY)
+}
+
+/// The zoo fixture from `input` to `output` under the process runtime, reading the input from
+/// its start.
+pub fn zoo_spec(input: &str, output: &str, extra: &str) -> String {
+    spec("zoo", "zoo", input, output, &format!("runtime = \"process\"\n{extra}"))
+}
+
+/// Starts a worker on `relay` running `spec` (see [`zoo_spec`]) and waits until it runs.
+pub fn start_zoo(dir: &Path, relay: &Relay, spec: &str) -> RunningWorker {
+    let worker = launch(dir, &relay.url(), "zoo", (&fixture("zoo"), "libzoo.so"), spec, &[]);
+    wait_running(worker, "zoo", ZOO)
 }
 
 /// The manual-ack fixture from `input` to `output` with `manual` guarantees, reading the input

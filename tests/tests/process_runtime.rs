@@ -118,7 +118,10 @@ fn every_way_a_plugin_can_die_costs_a_restart_and_one_dead_letter() {
         let error = properties["pfn.dead_letter.error"].as_str().unwrap_or_default();
         assert!(error.contains(cause), "the error of {input} should name {cause:?}: {letter}");
         // Its retry went through the retry topic, which counted it and kept where it came from.
-        assert_eq!((properties["RECONSUMETIMES"].as_str(), properties["REAL_TOPIC"].as_str()), (Some("1"), Some("zoo-in")));
+        assert_eq!(
+            (properties["RECONSUMETIMES"].as_str(), properties["REAL_TOPIC"].as_str()),
+            (Some("1"), Some("zoo-in"))
+        );
     }
 
     // Each zoo input killed its child twice (once, then once more on its retry).

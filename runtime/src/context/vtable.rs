@@ -19,11 +19,7 @@ use pfn_abi::ffi::{
 };
 
 use super::{InstanceHost, Publication, StateAccess, pinned_view};
-use crate::{
-    io::transport::Message,
-    plugin_log,
-    state::StateError,
-};
+use crate::{io::transport::Message, plugin_log, state::StateError};
 
 /// Recovers the host state from a handle.
 ///

@@ -112,7 +112,15 @@ impl ChildProcess {
         let tail_reader = std::thread::Builder::new()
             .name(format!("pfn-child-{pid}"))
             .spawn(move || keep_output(pid, output, &kept))?;
-        Ok(Self { process, socket, frames: FrameReader::default(), buffer: Vec::new(), progress, tail, tail_reader: Some(tail_reader) })
+        Ok(Self {
+            process,
+            socket,
+            frames: FrameReader::default(),
+            buffer: Vec::new(),
+            progress,
+            tail,
+            tail_reader: Some(tail_reader),
+        })
     }
 
     pub fn id(&self) -> u32 {

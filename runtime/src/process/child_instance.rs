@@ -144,7 +144,10 @@ impl ChildInstance {
         identity: FunctionIdentity,
         services: Services,
     ) -> Result<Self, InitError> {
-        let log = services.log.as_ref().map(|function| InstanceLog { function: Arc::clone(function), instance_id: identity.instance_id });
+        let log = services
+            .log
+            .as_ref()
+            .map(|function| InstanceLog { function: Arc::clone(function), instance_id: identity.instance_id });
         let mut instance = Self {
             hosting,
             plugin: plugin.clone(),
@@ -201,16 +204,18 @@ impl ChildInstance {
         }
         for (input, called) in inputs.iter().zip(results) {
             let called = called.unwrap_or_else(|| Called::failed(Failure::new(FailureKind::System, "no outcome")));
-            self.ahead.push_back(Ahead { topic: input.topic.to_owned(), message_id: input.message_id.to_owned(), called });
+            self.ahead.push_back(Ahead {
+                topic: input.topic.to_owned(),
+                message_id: input.message_id.to_owned(),
+                called,
+            });
         }
     }
 
     /// The outcome of `input`: computed ahead, or now.
     pub fn call(&mut self, input: &Input<'_>) -> Executed<&[u8]> {
-        let ready = self
-            .ahead
-            .front()
-            .is_some_and(|ahead| ahead.message_id == input.message_id && ahead.topic == input.topic);
+        let ready =
+            self.ahead.front().is_some_and(|ahead| ahead.message_id == input.message_id && ahead.topic == input.topic);
         if !ready {
             self.prepare(std::slice::from_ref(input));
         }
@@ -461,7 +466,13 @@ impl ChildInstance {
             let frame = match child.receive() {
                 Ok(Some(frame)) => frame,
                 Ok(None) if Instant::now() < deadline => continue,
-                Ok(None) => return Err(system(format!("init did not return in {} s; {}", START_TIMEOUT.as_secs(), child.kill()))),
+                Ok(None) => {
+                    return Err(system(format!(
+                        "init did not return in {} s; {}",
+                        START_TIMEOUT.as_secs(),
+                        child.kill()
+                    )));
+                }
                 Err(_) => return Err(crash(&child.reap())),
             };
             self.frame.clear();

@@ -138,7 +138,8 @@ fn open(init: &Init<'_>, channel: &Arc<Channel>, metrics: &Arc<MetricBuffer>) ->
     let digest = Sha256Digest::parse(init.sha256).map_err(|reason| system(format!("bad digest: {reason}")))?;
     // The worker's private copy is opened where it is: its cache is the directory above it.
     let cache = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
-    let plugin = Loader::new(PluginCache::new(cache)).load(path, Pin::Digest(digest)).map_err(|e| system(e.to_string()))?;
+    let plugin =
+        Loader::new(PluginCache::new(cache)).load(path, Pin::Digest(digest)).map_err(|e| system(e.to_string()))?;
     let identity = FunctionIdentity {
         tenant: init.tenant.to_owned(),
         namespace: init.namespace.to_owned(),
@@ -246,7 +247,10 @@ impl RemoteState {
                 invalid_argument: true,
             });
         }
-        let lost = |error: io::Error| StateError::Remote { message: format!("the worker is gone: {error}"), invalid_argument: false };
+        let lost = |error: io::Error| StateError::Remote {
+            message: format!("the worker is gone: {error}"),
+            invalid_argument: false,
+        };
         self.channel.send(&ToWorker::State(*ask)).map_err(lost)?;
         if !ask.is_answered() {
             return Ok(None);
@@ -258,7 +262,8 @@ impl RemoteState {
 
     fn answer<T>(&self, ask: &StateAsk<'_>, read: impl FnOnce(StateAnswer<'_>) -> Option<T>) -> Result<T, StateError> {
         let frame = self.ask(ask)?.unwrap_or_default();
-        let unexpected = || StateError::Remote { message: "the worker answered something else".to_owned(), invalid_argument: false };
+        let unexpected =
+            || StateError::Remote { message: "the worker answered something else".to_owned(), invalid_argument: false };
         match decode::<ToChild<'_>>(&frame) {
             Ok(ToChild::State(StateAnswer::Failed { invalid_argument, message })) => {
                 Err(StateError::Remote { message, invalid_argument })

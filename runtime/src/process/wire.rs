@@ -83,7 +83,11 @@ pub enum StateAsk<'a> {
     Delete(&'a str),
     Incr(&'a str, i64),
     GetCounter(&'a str),
-    List { prefix: &'a str, start_after: Option<&'a str>, limit: u32 },
+    List {
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        limit: u32,
+    },
     DeletePrefix(&'a str),
     /// The call ended; its writes stay when it succeeded. Not answered.
     EndCall(bool),
@@ -127,7 +131,12 @@ pub enum ToWorker<'a> {
     InitFailed(Failure),
     #[serde(borrow)]
     State(StateAsk<'a>),
-    Log { level: u8, target: &'a str, message: &'a str, fields: Vec<(&'a str, &'a str)> },
+    Log {
+        level: u8,
+        target: &'a str,
+        message: &'a str,
+        fields: Vec<(&'a str, &'a str)>,
+    },
     /// A batch's calls, in order, and the metric values they recorded.
     Done {
         #[serde(borrow)]

@@ -91,7 +91,9 @@ mod tests {
         assert_eq!(delivery.redelivery_count, 1);
         assert_eq!(delivery.last_failure.as_deref(), Some(&crash));
         let again = copy_for_retry(&delivery, &crash);
-        let value = |name: &str| again.properties.iter().filter(|(key, _)| key == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        let value = |name: &str| {
+            again.properties.iter().filter(|(key, _)| key == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>()
+        };
         assert_eq!(value(RECONSUME_TIMES), ["2"]);
         assert_eq!((value(REAL_TOPIC), value(ORIGIN_MESSAGE_ID)), (vec!["in"], vec!["7"]));
     }

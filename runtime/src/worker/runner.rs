@@ -245,7 +245,8 @@ impl FunctionRunner {
                     secrets: Some(Arc::clone(&self.secrets)),
                     log: Some(Arc::clone(&self.shared.log)),
                 };
-                let instance = self.hosting.instantiate(&self.plugin, FunctionIdentity::for_spec(spec, id), services)?;
+                let instance =
+                    self.hosting.instantiate(&self.plugin, FunctionIdentity::for_spec(spec, id), services)?;
                 Ok(Prepared { id, instance, slot, metrics })
             })
             .collect()
