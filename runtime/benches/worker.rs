@@ -149,11 +149,13 @@ impl Dirs {
         dirs
     }
 
-    /// Writes the spec of function `name` running plugin `plugin` from [`INPUT`] to [`OUTPUT`],
-    /// and returns it as the worker reads it.
-    fn write_spec(&self, name: &str, plugin: &str) -> FunctionSpec {
+    /// Writes the spec of function `name` running plugin `plugin` from [`INPUT`] to [`OUTPUT`]
+    /// in `runtime`, and returns it as the worker reads it.
+    fn write_spec(&self, name: &str, plugin: &str, runtime: &str) -> FunctionSpec {
         let path = self.functions.join(format!("{name}.toml"));
-        let text = format!("name = \"{name}\"\nplugin = \"{plugin}\"\ninputs = [\"{INPUT}\"]\noutput = \"{OUTPUT}\"\n");
+        let text = format!(
+            "name = \"{name}\"\nplugin = \"{plugin}\"\ninputs = [\"{INPUT}\"]\noutput = \"{OUTPUT}\"\nruntime = \"{runtime}\"\n"
+        );
         fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         FunctionSpec::from_file(&path).unwrap_or_else(|e| panic!("the bench's spec {} is refused: {e}", path.display()))
     }
@@ -212,6 +214,10 @@ enum Reader {
     /// Nobody reads, and the metrics endpoint is on (calls are timed) and scraped every
     /// [`SCRAPE_EVERY`].
     NoneWithMetrics,
+    /// As [`Self::None`] and [`Self::Draining`], with the instance in a child process
+    /// (`runtime = "process"`).
+    NoneProcess,
+    DrainingProcess,
 }
 
 /// How often the metrics endpoint is scraped in a run with it on.
@@ -224,6 +230,8 @@ impl Reader {
             Self::None => "none",
             Self::Draining => "draining",
             Self::NoneWithMetrics => "none-metrics",
+            Self::NoneProcess => "none-process",
+            Self::DrainingProcess => "draining-process",
         }
     }
 
@@ -233,11 +241,25 @@ impl Reader {
             Self::None => "no reader (backlog grows)",
             Self::Draining => "draining reader (acks all)",
             Self::NoneWithMetrics => "no reader, metrics endpoint on, scraped every 100 ms",
+            Self::NoneProcess => "process runtime, no reader",
+            Self::DrainingProcess => "process runtime, draining reader",
         }
     }
 
     fn metrics(self) -> bool {
         self == Self::NoneWithMetrics
+    }
+
+    fn draining(self) -> bool {
+        matches!(self, Self::Draining | Self::DrainingProcess)
+    }
+
+    /// The runtime the function's spec names.
+    fn runtime(self) -> &'static str {
+        match self {
+            Self::NoneProcess | Self::DrainingProcess => "process",
+            Self::None | Self::Draining | Self::NoneWithMetrics => "thread",
+        }
     }
 }
 
@@ -424,7 +446,7 @@ fn throughput_run(dirs: &Dirs, spec: &FunctionSpec, messages: u64, reader: Reade
         output
     };
     let expected = (shout(0), shout(messages - 1));
-    let draining = (reader == Reader::Draining).then(|| drain_outputs(&broker, messages, started, expected));
+    let draining = reader.draining().then(|| drain_outputs(&broker, messages, started, expected));
     let options = dirs.options(Duration::from_millis(250), reader.metrics());
     let (handle, thread) = start_worker(options, &dirs.cache, &broker);
     let stop_scraping = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -663,7 +685,7 @@ fn swap_run(
     window: Duration,
 ) -> SwapRun {
     let dirs = Dirs::fresh(root);
-    let spec = dirs.write_spec("tag", "versioned");
+    let spec = dirs.write_spec("tag", "versioned", "thread");
     let old = fixtures.join(FROM_VERSION).join("libversioned.so");
     install(&old, &dirs.plugins, &format!("libversioned-{FROM_VERSION}.so"), "versioned", FROM_VERSION);
     // The new version waits in the plugins directory under a name the scan ignores, with its
@@ -870,16 +892,28 @@ fn main() {
         load_average()
     );
 
-    let dirs = Dirs::fresh(&root.join("throughput"));
-    let spec = dirs.write_spec("shout", "exclamation");
+    // The process runtime's children are the release pfn: this binary is not one.
+    let pfn = require(&target.join("release").join("pfn"));
+    // SAFETY: no other thread runs yet, so none reads the environment while it changes.
+    unsafe { std::env::set_var(pfn::process::child_instance::PROGRAM_VARIABLE, &pfn) };
     let version = Manifest::read_for(&exclamation)
         .ok()
         .flatten()
         .map(|manifest| manifest.version)
         .unwrap_or_else(|| panic!("{} has no manifest: run scripts/build-plugins.sh", exclamation.display()));
-    install(&exclamation, &dirs.plugins, "libexclamation.so", "exclamation", &version);
+    // One directory per runtime, each with its spec and the plugin.
+    let setups: Vec<(Dirs, FunctionSpec)> = ["thread", "process"]
+        .into_iter()
+        .map(|runtime| {
+            let dirs = Dirs::fresh(&root.join(format!("throughput-{runtime}")));
+            let spec = dirs.write_spec("shout", "exclamation", runtime);
+            install(&exclamation, &dirs.plugins, "libexclamation.so", "exclamation", &version);
+            (dirs, spec)
+        })
+        .collect();
 
-    let mut throughput: Vec<(Reader, Vec<ThroughputRun>)> = [Reader::None, Reader::NoneWithMetrics, Reader::Draining]
+    let readers = [Reader::None, Reader::NoneWithMetrics, Reader::Draining, Reader::NoneProcess, Reader::DrainingProcess];
+    let mut throughput: Vec<(Reader, Vec<ThroughputRun>)> = readers
         .into_iter()
         .filter(|reader| plan.wants(reader.name()))
         .map(|reader| (reader, Vec::new()))
@@ -891,7 +925,8 @@ fn main() {
             throughput.reverse();
         }
         for (reader, runs) in &mut throughput {
-            let result = throughput_run(&dirs, &spec, plan.throughput_messages, *reader);
+            let (dirs, spec) = &setups[usize::from(reader.runtime() == "process")];
+            let result = throughput_run(dirs, spec, plan.throughput_messages, *reader);
             eprintln!(
                 "throughput run {run}/{}, {}: {:.2} M msg/s from the first output, {:.2} M msg/s end to end, \
                  startup {:.0} ms, outside this process / steal: {}",

@@ -12,6 +12,7 @@
 use std::{
     collections::VecDeque,
     io,
+    ops::Range,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -56,25 +57,34 @@ pub struct ProcessHosting {
     pub timeout: Option<Duration>,
 }
 
+/// Names the `pfn` executable that hosts instances, for a program that embeds the worker (by
+/// default, the running executable is `pfn` itself).
+pub const PROGRAM_VARIABLE: &str = "PFN_PROGRAM";
+
 impl ProcessHosting {
-    /// Hosting by this very executable.
+    /// Hosting by this very executable, or the one [`PROGRAM_VARIABLE`] names.
     pub fn new(resources: Option<Resources>, timeout: Option<Duration>) -> io::Result<Self> {
-        Ok(Self { program: std::env::current_exe()?, resources, timeout })
+        let program = match std::env::var_os(PROGRAM_VARIABLE) {
+            Some(program) => PathBuf::from(program),
+            None => std::env::current_exe()?,
+        };
+        Ok(Self { program, resources, timeout })
     }
 }
 
-/// One outcome computed ahead of its turn.
+/// One outcome computed ahead of its turn, for the input whose topic and id are at `key` in
+/// [`ChildInstance::keys`].
 #[derive(Debug)]
 struct Ahead {
-    topic: String,
-    message_id: String,
+    key: Range<usize>,
+    topic_len: usize,
     called: Called,
 }
 
-/// An outcome with its output owned.
+/// An outcome, its output at a range of [`ChildInstance::outputs`].
 #[derive(Debug)]
 struct Called {
-    outcome: CallOutcome<Vec<u8>>,
+    outcome: CallOutcome<Range<usize>>,
     effects: Effects,
 }
 
@@ -83,9 +93,14 @@ impl Called {
         Self { outcome: CallOutcome::Failed(failure), effects: Effects::default() }
     }
 
-    fn of_wire(called: WireCalled<'_>) -> Self {
+    /// The outcome a child sent, its output appended to `outputs`.
+    fn of_wire(called: WireCalled<'_>, outputs: &mut Vec<u8>) -> Self {
         let outcome = match called.outcome {
-            WireOutcome::Output(output) => CallOutcome::Output(output.to_vec()),
+            WireOutcome::Output(output) => {
+                let start = outputs.len();
+                outputs.extend_from_slice(output);
+                CallOutcome::Output(start..outputs.len())
+            }
             WireOutcome::Filtered => CallOutcome::Filtered,
             WireOutcome::Failed(failure) => CallOutcome::Failed(failure),
         };
@@ -130,7 +145,9 @@ pub struct ChildInstance {
     /// The plugin log level the child was last told.
     log_level: u8,
     ahead: VecDeque<Ahead>,
-    current: Option<Called>,
+    /// The topics and ids of the inputs of `ahead`, and the outputs of their outcomes.
+    keys: String,
+    outputs: Vec<u8>,
     /// Deaths since the last batch that came back, for the restart back-off.
     deaths_in_a_row: u32,
     frame: Vec<u8>,
@@ -157,7 +174,8 @@ impl ChildInstance {
             child: None,
             log_level: 0,
             ahead: VecDeque::new(),
-            current: None,
+            keys: String::new(),
+            outputs: Vec::new(),
             deaths_in_a_row: 0,
             frame: Vec::new(),
         };
@@ -177,6 +195,8 @@ impl ChildInstance {
     /// Runs `inputs` in the child ahead of their calls.
     pub fn prepare(&mut self, inputs: &[Input<'_>]) {
         self.ahead.clear();
+        self.keys.clear();
+        self.outputs.clear();
         let mut results: Vec<Option<Called>> = inputs.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..inputs.len()).collect();
         let mut unattributed = 0;
@@ -204,29 +224,28 @@ impl ChildInstance {
         }
         for (input, called) in inputs.iter().zip(results) {
             let called = called.unwrap_or_else(|| Called::failed(Failure::new(FailureKind::System, "no outcome")));
-            self.ahead.push_back(Ahead {
-                topic: input.topic.to_owned(),
-                message_id: input.message_id.to_owned(),
-                called,
-            });
+            let start = self.keys.len();
+            self.keys.push_str(input.topic);
+            self.keys.push_str(input.message_id);
+            self.ahead.push_back(Ahead { key: start..self.keys.len(), topic_len: input.topic.len(), called });
         }
     }
 
     /// The outcome of `input`: computed ahead, or now.
     pub fn call(&mut self, input: &Input<'_>) -> Executed<&[u8]> {
-        let ready =
-            self.ahead.front().is_some_and(|ahead| ahead.message_id == input.message_id && ahead.topic == input.topic);
+        let ready = self.ahead.front().is_some_and(|ahead| {
+            let (topic, id) = self.keys[ahead.key.clone()].split_at(ahead.topic_len);
+            topic == input.topic && id == input.message_id
+        });
         if !ready {
             self.prepare(std::slice::from_ref(input));
         }
-        self.current = self.ahead.pop_front().map(|ahead| ahead.called);
-        match self.current.as_mut() {
-            Some(called) => {
-                let effects = std::mem::take(&mut called.effects);
-                let outcome = match &called.outcome {
-                    CallOutcome::Output(output) => CallOutcome::Output(output.as_slice()),
+        match self.ahead.pop_front() {
+            Some(Ahead { called: Called { outcome, effects }, .. }) => {
+                let outcome = match outcome {
+                    CallOutcome::Output(range) => CallOutcome::Output(&self.outputs[range]),
                     CallOutcome::Filtered => CallOutcome::Filtered,
-                    CallOutcome::Failed(failure) => CallOutcome::Failed(failure.clone()),
+                    CallOutcome::Failed(failure) => CallOutcome::Failed(failure),
                 };
                 Executed { outcome, effects }
             }
@@ -351,7 +370,7 @@ impl ChildInstance {
                         recorder.record(name, value);
                     }
                 }
-                Ok(Some(called.into_iter().map(Called::of_wire).collect()))
+                Ok(Some(called.into_iter().map(|called| Called::of_wire(called, &mut self.outputs)).collect()))
             }
             other => self.serve_other(child, other).map(|_| None),
         };

@@ -11,7 +11,7 @@ use std::{
     path::Path,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     thread::ThreadId,
 };
@@ -152,7 +152,11 @@ fn open(init: &Init<'_>, channel: &Arc<Channel>, metrics: &Arc<MetricBuffer>) ->
     };
     let state: Option<Arc<dyn StateAccess>> = init
         .state
-        .then(|| Arc::new(RemoteState { channel: Arc::clone(channel), thread: std::thread::current().id() }) as _);
+        .then(|| Arc::new(RemoteState {
+            channel: Arc::clone(channel),
+            thread: std::thread::current().id(),
+            touched: AtomicBool::new(false),
+        }) as _);
     let services = Services {
         state,
         metrics: init.metrics.then(|| Arc::clone(metrics) as Arc<dyn MetricRecorder>),
@@ -236,6 +240,8 @@ impl Calls {
 struct RemoteState {
     channel: Arc<Channel>,
     thread: ThreadId,
+    /// Whether the call in progress asked for anything: only then does its end need saying.
+    touched: AtomicBool,
 }
 
 impl RemoteState {
@@ -247,6 +253,7 @@ impl RemoteState {
                 invalid_argument: true,
             });
         }
+        self.touched.store(true, Ordering::Relaxed);
         let lost = |error: io::Error| StateError::Remote {
             message: format!("the worker is gone: {error}"),
             invalid_argument: false,
@@ -316,8 +323,11 @@ impl StateAccess for RemoteState {
     }
 
     fn end_call(&self, succeeded: bool) {
-        // A lost worker is noticed by the next read of the socket.
-        let _ = self.ask(&StateAsk::EndCall(succeeded));
+        if self.touched.swap(false, Ordering::Relaxed) {
+            // A lost worker is noticed by the next read of the socket.
+            let _ = self.ask(&StateAsk::EndCall(succeeded));
+            self.touched.store(false, Ordering::Relaxed);
+        }
     }
 }
 

@@ -238,10 +238,20 @@ impl InstanceLoop {
         let policy = self.settings.policy;
         let called: Vec<&Delivery> =
             batch.iter().filter(|delivery| !policy.exhausted(delivery.redelivery_count)).collect();
-        let mut text = MessageIdText::default();
-        let ids: Vec<String> = called.iter().map(|delivery| text.format(delivery.message_id).to_owned()).collect();
-        let inputs: Vec<Input<'_>> =
-            called.iter().zip(&ids).map(|(delivery, id)| Input::of_delivery(delivery, id)).collect();
+        let (mut text, mut ids) = (MessageIdText::default(), String::new());
+        let ranges: Vec<std::ops::Range<usize>> = called
+            .iter()
+            .map(|delivery| {
+                let start = ids.len();
+                ids.push_str(text.format(delivery.message_id));
+                start..ids.len()
+            })
+            .collect();
+        let inputs: Vec<Input<'_>> = called
+            .iter()
+            .zip(ranges)
+            .map(|(delivery, range)| Input::of_delivery(delivery, &ids[range]))
+            .collect();
         self.instance.prepare(&inputs);
     }
 
