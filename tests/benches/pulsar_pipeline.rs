@@ -145,6 +145,9 @@ enum Contender {
     PfnRouter,
     /// The Rust loop shaped like the worker's instance loop (not run unless asked for).
     RustBatch,
+    /// The worker with its instance in a child process (`runtime = "process"`; not run
+    /// unless asked for). Its CPU is the worker's and the child's.
+    PfnProcess,
 }
 
 impl Contender {
@@ -156,6 +159,7 @@ impl Contender {
             Self::PfnUnbatched => "pfn-unbatched",
             Self::PfnRouter => "pfn-router",
             Self::RustBatch => "rust-batch",
+            Self::PfnProcess => "pfn-process",
         }
     }
 }
@@ -187,6 +191,7 @@ impl Plan {
                         "python" => Contender::Python,
                         "pfn-unbatched" => Contender::PfnUnbatched,
                         "pfn-router" => Contender::PfnRouter,
+                        "pfn-process" => Contender::PfnProcess,
                         "rust-batch" => Contender::RustBatch,
                         other => panic!(
                             "PULSAR_BENCH_ONLY: unknown contender {other:?} \
@@ -390,7 +395,7 @@ impl Bench<'_> {
         let preload = started.elapsed();
 
         let measured = match contender {
-            Contender::Pfn | Contender::PfnUnbatched | Contender::PfnRouter => {
+            Contender::Pfn | Contender::PfnUnbatched | Contender::PfnRouter | Contender::PfnProcess => {
                 self.run_pfn(&input, &output, round, contender)
             }
             Contender::Rust => self.run_rust(&input, &output, round, "pipelined"),
@@ -458,10 +463,10 @@ impl Bench<'_> {
                 (&self.router, spec)
             }
             _ => {
-                let unbatched = if contender == Contender::PfnUnbatched {
-                    "[producer_config]\nbatching = false\ncompression_type = \"NONE\"\n"
-                } else {
-                    ""
+                let unbatched = match contender {
+                    Contender::PfnUnbatched => "[producer_config]\nbatching = false\ncompression_type = \"NONE\"\n",
+                    Contender::PfnProcess => "runtime = \"process\"\n",
+                    _ => "",
                 };
                 let spec = format!(
                     "name = \"shout\"\nplugin = \"exclamation\"\ninputs = [\"{input}\"]\noutput = \"{output}\"\n\
@@ -772,7 +777,8 @@ impl Snapshot {
         let machine = fields.iter().take(7).enumerate().filter(|(index, _)| !matches!(index, 3 | 4)).map(|(_, t)| t);
         Self {
             at,
-            contender: process_ticks(&contender.to_string()).expect("the contender is running"),
+            contender: process_ticks(&contender.to_string()).expect("the contender is running")
+                + children_ticks(contender),
             this: process_ticks("self").expect("/proc/self/stat"),
             broker: broker.and_then(|pid| process_ticks(&pid.to_string())),
             machine: machine.sum(),
@@ -784,6 +790,20 @@ impl Snapshot {
             broker_threads: broker.map(threads_of).unwrap_or_default(),
         }
     }
+}
+
+/// utime + stime of the running children of `parent` (the process runtime's instances).
+fn children_ticks(parent: u32) -> u64 {
+    let Ok(entries) = fs::read_dir("/proc") else { return 0 };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let parent_of = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (parent_of == parent).then(|| process_ticks(&pid.to_string())).flatten()
+        })
+        .sum()
 }
 
 /// utime + stime of `/proc/<pid>/stat`, in clock ticks.
