@@ -106,7 +106,7 @@ fn instance_data(
     InstanceStatusData {
         running: running && instance.healthy,
         error: if instance.healthy { String::new() } else { "a call is past its timeout".to_owned() },
-        num_restarts: 0,
+        num_restarts: instance.count(Count::Restarts),
         num_received: instance.count(Count::Received),
         num_successfully_processed: instance.count(Count::ProcessedSuccessfully),
         num_user_exceptions: instance.count(Count::UserExceptions),

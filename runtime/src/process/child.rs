@@ -24,7 +24,7 @@ use super::{
     host::{PROGRESS_FD, SOCKET_FD},
     limits::Limits,
     progress::Progress,
-    wire::{FrameReader, ToChild, write_frame},
+    wire::{FrameReader, write_frame},
 };
 use crate::sync::lock;
 
@@ -127,7 +127,7 @@ impl ChildProcess {
         self.process.id()
     }
 
-    pub fn send(&mut self, frame: &ToChild<'_>) -> io::Result<()> {
+    pub fn send(&mut self, frame: &impl serde::Serialize) -> io::Result<()> {
         write_frame(&mut self.socket, &mut self.buffer, frame)
     }
 

@@ -21,7 +21,7 @@ use std::{
 use super::{
     child::{ChildProcess, Death},
     limits::Limits,
-    wire::{Init, StateAnswer, StateAsk, ToChild, ToWorker, WireCalled, WireInput, WireOutcome, decode},
+    wire::{BatchOf, Init, StateAnswer, StateAsk, ToChild, ToWorker, WireCalled, WireInput, WireOutcome, decode},
 };
 use crate::{
     config::Resources,
@@ -309,10 +309,10 @@ impl ChildInstance {
         let Some(mut child) = self.child.take() else {
             return Err(Lost { at: None, failure: Failure::new(FailureKind::System, "no child process") });
         };
-        let batch: Vec<WireInput<'_>> = indices.iter().map(|&index| wire_input(&inputs[index])).collect();
+        let batch = BatchOf { inputs, indices, wire: wire_input };
         let level = self.wanted_log_level();
         let sent = (if level == self.log_level { Ok(()) } else { child.send(&ToChild::LogLevel(level)) })
-            .and_then(|()| child.send(&ToChild::Batch(batch)));
+            .and_then(|()| child.send(&batch));
         self.log_level = level;
         if sent.is_err() {
             return Err(self.died(child, None));
@@ -553,7 +553,7 @@ impl Drop for ChildInstance {
     }
 }
 
-fn wire_input<'a>(input: &'a Input<'_>) -> WireInput<'a> {
+fn wire_input<'a>(input: &'a Input<'a>) -> WireInput<'a> {
     WireInput {
         payload: input.payload,
         key: input.key,
