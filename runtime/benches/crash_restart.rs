@@ -27,8 +27,8 @@ use pfn::{
     hosted::{Hosting, Instance},
     loader::{Loader, Pin, PluginCache},
     process::{ProcessHosting, child_instance::PROGRAM_VARIABLE},
-    verify::Sha256Digest,
     state::{StateSlot, StateStore},
+    verify::Sha256Digest,
 };
 use support::{require, target_dir};
 
@@ -96,7 +96,8 @@ fn main() {
     let state_dir = target.join("bench").join("crash-restart-state");
     fs::create_dir_all(&state_dir).expect("a state directory");
     let store = StateStore::open(&state_dir.join("state.redb")).expect("the state store opens");
-    let services = Services { state: Some(Arc::new(StateSlot::new(store.function("public/default/zoo")))), ..Services::default() };
+    let services =
+        Services { state: Some(Arc::new(StateSlot::new(store.function("public/default/zoo")))), ..Services::default() };
     let started = Instant::now();
     let mut instance = hosting
         .instantiate(&plugin, FunctionIdentity { name: "zoo".into(), ..FunctionIdentity::default() }, services)

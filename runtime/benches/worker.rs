@@ -912,12 +912,10 @@ fn main() {
         })
         .collect();
 
-    let readers = [Reader::None, Reader::NoneWithMetrics, Reader::Draining, Reader::NoneProcess, Reader::DrainingProcess];
-    let mut throughput: Vec<(Reader, Vec<ThroughputRun>)> = readers
-        .into_iter()
-        .filter(|reader| plan.wants(reader.name()))
-        .map(|reader| (reader, Vec::new()))
-        .collect();
+    let readers =
+        [Reader::None, Reader::NoneWithMetrics, Reader::Draining, Reader::NoneProcess, Reader::DrainingProcess];
+    let mut throughput: Vec<(Reader, Vec<ThroughputRun>)> =
+        readers.into_iter().filter(|reader| plan.wants(reader.name())).map(|reader| (reader, Vec::new())).collect();
     for run in 1..=plan.runs {
         // Every other round in the reverse order, so that no setup always runs first.
         let reverse = run % 2 == 0;

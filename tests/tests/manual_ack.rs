@@ -17,16 +17,26 @@ const RETRY_WINDOW: Duration = Duration::from_secs(1);
 
 #[test]
 fn only_the_inputs_the_function_acknowledged_are_acknowledged_on_embedded_topics() {
-    let spec = r#"
-name = "acker"
-plugin = "manual-ack"
-inputs = ["acker-in"]
-output = "acker-out"
-processing_guarantees = "manual"
-"#;
+    only_acknowledged_inputs_are_acknowledged("thread");
+}
+
+#[test]
+fn a_child_process_acknowledges_as_a_thread_does() {
+    only_acknowledged_inputs_are_acknowledged("process");
+}
+
+fn only_acknowledged_inputs_are_acknowledged(runtime: &str) {
+    let spec = format!(
+        "name = \"acker\"\nplugin = \"manual-ack\"\ninputs = [\"acker-in\"]\noutput = \"acker-out\"\n\
+         processing_guarantees = \"manual\"\nruntime = \"{runtime}\"\n"
+    );
     let dir = scratch();
-    let worker =
-        RunningWorker::start(dir.path(), &[("acker.toml", spec)], &[(&fixture("manual-ack"), "libmanual_ack.so")], &[]);
+    let worker = RunningWorker::start(
+        dir.path(),
+        &[("acker.toml", &spec)],
+        &[(&fixture("manual-ack"), "libmanual_ack.so")],
+        &[],
+    );
     worker.wait_until("acker runs", |worker| worker.function(ACKER)["state"] == "running");
     worker.create_subscription("acker-out", "check");
     worker.produce("acker-in", b"one\nhold two\nthree\nerror four\nhold five\nsix\n", false);

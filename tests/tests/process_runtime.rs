@@ -13,6 +13,7 @@ use std::{
 
 use pfn_tests::{
     fixtures::{fixture, scratch, sha256_of},
+    metrics::{free_addr, parse, scrape},
     pfn_cli::{pfn, texts},
     worker::RunningWorker,
 };
@@ -173,6 +174,36 @@ fn a_stopping_worker_closes_its_children() {
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exited with {status}; log:\n{log}");
     assert!(children.iter().all(|child| gone(*child)), "children left after a clean stop: {children:?}");
+}
+
+#[test]
+fn a_child_process_records_user_metrics_on_the_workers_endpoint() {
+    let dir = scratch();
+    let addr = free_addr();
+    let addr_text = addr.to_string();
+    let spec = "name = \"gauge\"\nplugin = \"stateful\"\ninputs = [\"gauge-in\"]\nruntime = \"process\"\n";
+    let worker = RunningWorker::start(
+        dir.path(),
+        &[("gauge.toml", spec)],
+        &[(&fixture("stateful"), "libstateful.so")],
+        &["--metrics-addr", &addr_text],
+    );
+    worker.wait_until("gauge runs", |worker| worker.function("public/default/gauge")["state"] == "running");
+    worker.produce("gauge-in", b"metric size 5\nmetric size 7\nmetric size 9\n", false);
+    worker.wait_until("three inputs acked", |worker| worker.total("public/default/gauge", "acked_total") == 3);
+    let families = parse(&scrape(addr));
+    let user = families.iter().find(|family| family.name == "pulsar_function_user_metric_").expect("user metrics");
+    let value = |suffix: &str| -> f64 {
+        user.samples.iter().filter(|sample| sample.name.ends_with(suffix)).map(|sample| sample.value).sum()
+    };
+    assert_eq!((value("_count"), value("_sum")), (3.0, 21.0), "{user:?}");
+    let restarts =
+        families.iter().find(|family| family.name == "pfn_instance_restarts").map(|family| family.samples.len());
+    assert!(
+        restarts.is_some(),
+        "the restarts counter is exported: {:?}",
+        families.iter().map(|f| &f.name).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -150,13 +150,13 @@ fn open(init: &Init<'_>, channel: &Arc<Channel>, metrics: &Arc<MetricBuffer>) ->
         output_topic: init.output_topic.map(str::to_owned),
         user_config: init.user_config.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
     };
-    let state: Option<Arc<dyn StateAccess>> = init
-        .state
-        .then(|| Arc::new(RemoteState {
+    let state: Option<Arc<dyn StateAccess>> = init.state.then(|| {
+        Arc::new(RemoteState {
             channel: Arc::clone(channel),
             thread: std::thread::current().id(),
             touched: AtomicBool::new(false),
-        }) as _);
+        }) as _
+    });
     let services = Services {
         state,
         metrics: init.metrics.then(|| Arc::clone(metrics) as Arc<dyn MetricRecorder>),

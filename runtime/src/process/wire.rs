@@ -280,7 +280,8 @@ mod tests {
         let texts = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
         let batch = BatchOf { inputs: &texts, indices: &[2, 0], wire: pick };
         write_frame(&mut direct, &mut buffer, &batch).expect("encodes");
-        write_frame(&mut collected, &mut buffer, &ToChild::Batch(vec![pick(&texts[2]), pick(&texts[0])])).expect("encodes");
+        write_frame(&mut collected, &mut buffer, &ToChild::Batch(vec![pick(&texts[2]), pick(&texts[0])]))
+            .expect("encodes");
         assert_eq!(direct, collected);
         // A reader that hands out three bytes at a time, then times out once between reads.
         struct Trickle(Vec<u8>, usize, bool);

@@ -247,11 +247,8 @@ impl InstanceLoop {
                 start..ids.len()
             })
             .collect();
-        let inputs: Vec<Input<'_>> = called
-            .iter()
-            .zip(ranges)
-            .map(|(delivery, range)| Input::of_delivery(delivery, &ids[range]))
-            .collect();
+        let inputs: Vec<Input<'_>> =
+            called.iter().zip(ranges).map(|(delivery, range)| Input::of_delivery(delivery, &ids[range])).collect();
         self.instance.prepare(&inputs);
     }
 
