@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[allow(dead_code, reason = "this bench needs only the fixture paths")]
 mod support;
 
 use pfn::{
