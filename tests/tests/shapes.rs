@@ -1,15 +1,23 @@
-//! Every accepted function shape, through the real verify-and-dlopen path.
+//! Every accepted function shape, through the real verify-and-dlopen path, in this process
+//! and in a child process (the process runtime).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
-use abi_stable::std_types::RStr;
 use pfn::{
     context::{FunctionIdentity, Services},
-    instance::{PluginInstance, plain_record},
+    execute::{CallOutcome, Input},
+    hosted::{Hosting, Instance},
     loader::Pin,
-    vocabulary::FailureKind,
+    process::ProcessHosting,
+    vocabulary::{Failure, FailureKind},
 };
-use pfn_tests::fixtures::{loader_in, scratch, sha256_of, shape};
+use pfn_tests::fixtures::{loader_in, pfn_bin, scratch, sha256_of, shape};
+
+/// Both ways of hosting an instance: in this process, and in a child `pfn` process.
+fn hostings() -> [Hosting; 2] {
+    let child = ProcessHosting { program: pfn_bin(), resources: None, timeout: None };
+    [Hosting::InProcess, Hosting::Process(Arc::new(child))]
+}
 
 /// What one call came to: an output, nothing, or a failure of some kind.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,7 +27,7 @@ enum Outcome {
     Failed(FailureKind),
 }
 
-fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, PluginInstance) {
+fn instance(name: &str, user_config: &[(&str, &str)], hosting: &Hosting) -> (tempfile::TempDir, Instance) {
     let dir = scratch();
     let path = shape(name);
     let plugin = loader_in(dir.path()).load(&path, Pin::Digest(sha256_of(&path))).expect("shape loads");
@@ -31,24 +39,35 @@ fn instance(name: &str, user_config: &[(&str, &str)]) -> (tempfile::TempDir, Plu
         user_config: user_config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
         ..FunctionIdentity::default()
     };
-    let instance = plugin.instantiate(identity, Services::default()).expect("shape init");
+    let instance = hosting.instantiate(&plugin, identity, Services::default()).expect("shape init");
     (dir, instance)
 }
 
-fn call(instance: &mut PluginInstance, payload: &[u8], message_id: &str) -> Outcome {
-    match instance.process(&plain_record(payload, RStr::from_str("in"), message_id)).0 {
-        Ok(Some(bytes)) => Outcome::Output(bytes.to_vec()),
+fn called(instance: &mut Instance, payload: &[u8], message_id: &str) -> Result<Option<Vec<u8>>, Failure> {
+    match instance.call(&Input::plain(payload, "in", message_id)).outcome {
+        CallOutcome::Output(bytes) => Ok(Some(bytes.to_vec())),
+        CallOutcome::Filtered => Ok(None),
+        CallOutcome::Failed(failure) => Err(failure),
+    }
+}
+
+fn call(instance: &mut Instance, payload: &[u8], message_id: &str) -> Outcome {
+    match called(instance, payload, message_id) {
+        Ok(Some(bytes)) => Outcome::Output(bytes),
         Ok(None) => Outcome::Nothing,
         Err(error) => Outcome::Failed(error.kind),
     }
 }
 
-/// Runs `name` over `cases` of (payload, expected outcome).
+/// Runs `name` over `cases` of (payload, expected outcome), hosted each way.
 fn check(name: &str, user_config: &[(&str, &str)], cases: &[(&[u8], Outcome)]) {
-    let (_dir, mut instance) = instance(name, user_config);
-    for (n, (payload, expected)) in cases.iter().enumerate() {
-        let outcome = call(&mut instance, payload, &n.to_string());
-        assert_eq!(&outcome, expected, "shape {name}, payload {:?}", String::from_utf8_lossy(payload));
+    for hosting in hostings() {
+        let (_dir, mut instance) = instance(name, user_config, &hosting);
+        for (n, (payload, expected)) in cases.iter().enumerate() {
+            let outcome = call(&mut instance, payload, &n.to_string());
+            let payload = String::from_utf8_lossy(payload);
+            assert_eq!(&outcome, expected, "shape {name}, payload {payload:?}, hosted {hosting:?}");
+        }
     }
 }
 
@@ -132,10 +151,12 @@ fn shared_context_and_input_with_user_config() {
 
 #[test]
 fn mutable_context_and_input_reaching_an_unavailable_facility() {
-    let (_dir, mut instance) = instance("ctx-mut-bytes", &[]);
-    let error = instance.process(&plain_record(b"x", RStr::from_str("in"), "0")).0.expect_err("state is not here yet");
-    assert_eq!(error.kind, FailureKind::Error);
-    assert_eq!(error.message, "state is not available to this instance");
+    for hosting in hostings() {
+        let (_dir, mut instance) = instance("ctx-mut-bytes", &[], &hosting);
+        let error = called(&mut instance, b"x", "0").expect_err("state is not here yet");
+        assert_eq!(error.kind, FailureKind::Error);
+        assert_eq!(error.message, "state is not available to this instance");
+    }
 }
 
 #[test]
