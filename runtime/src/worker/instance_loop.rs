@@ -1,7 +1,7 @@
 //! The per-instance loop: receive a batch, call the plugin on each message, then publish the
 //! batch's outputs and dead letters. The inputs are acknowledged once the transport holds all
 //! of them (see [`super::commits`]); meanwhile the loop goes on with the next batch, up to
-//! [`INPUTS_IN_FLIGHT`] inputs ahead.
+//! [`BATCHES_IN_FLIGHT`] batches ahead.
 //!
 //! A pending hot swap is taken between two messages, so each message is processed by exactly
 //! one version and the instance's order is kept. A call stuck past `timeout_ms` has its batch
@@ -32,13 +32,16 @@ use crate::{
     vocabulary::{Failure, FailureKind, ProcessingGuarantees},
 };
 
-/// Most deliveries taken per receive.
-const BATCH: usize = 512;
+/// Most deliveries taken per receive, in the thread runtime.
+pub(super) const BATCH: usize = 512;
+/// Most deliveries taken per receive, in the process runtime: a batch crosses to the child at
+/// a fixed cost (two frames, two wake-ups), which a larger batch spreads thinner.
+pub(super) const CHILD_BATCH: usize = 2048;
 /// How long a receive waits before the loop looks at its stop flag again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
-/// Once this many inputs wait for their batches' publishes, the loop waits for some to settle
-/// before it receives again (a batch may take it past this by up to [`BATCH`] - 1).
-const INPUTS_IN_FLIGHT: usize = 4 * BATCH;
+/// Once this many batches' inputs wait for their publishes, the loop waits for some to settle
+/// before it receives again (a batch may take it past this by up to a batch - 1).
+const BATCHES_IN_FLIGHT: usize = 4;
 /// How long a stopping instance waits for its publishes before it says so in the log.
 const SLOW_DRAIN: Duration = Duration::from_secs(5);
 
@@ -59,6 +62,8 @@ pub(super) struct LoopSettings {
     pub nack_backoff: Backoff,
     /// Time one call in [`TIMED_EVERY`] for the latency metrics.
     pub timing: bool,
+    /// Most deliveries taken per receive ([`BATCH`] or [`CHILD_BATCH`]).
+    pub batch: usize,
 }
 
 /// One call in this many is timed for the latency metrics: reading the clock around every call
@@ -163,7 +168,7 @@ impl InstanceLoop {
             self.batch.clear();
             // With publishes out, do not sit in a receive: their inputs wait to be settled.
             let wait = if self.commits.is_empty() { IDLE_WAIT } else { Duration::ZERO };
-            match self.control.source.receive(BATCH, wait, &mut self.batch) {
+            match self.control.source.receive(self.settings.batch, wait, &mut self.batch) {
                 Ok(0) => {
                     self.finish_commits(IDLE_WAIT);
                     continue;
@@ -432,7 +437,7 @@ impl InstanceLoop {
         self.control.stats.metrics.invoked_now();
         self.discard();
         self.finish_commits(Duration::ZERO);
-        while self.commits.inputs() >= INPUTS_IN_FLIGHT {
+        while self.commits.inputs() >= BATCHES_IN_FLIGHT * self.settings.batch {
             self.finish_commits(IDLE_WAIT);
         }
     }

@@ -12,7 +12,7 @@ use std::{
 use super::{
     control::{InstanceControl, Swap},
     function::{FunctionShared, StartError, Wiring},
-    instance_loop::{InstanceLoop, LoopSettings},
+    instance_loop::{BATCH, CHILD_BATCH, InstanceLoop, LoopSettings},
     state::FunctionState,
     watchdog::Watched,
 };
@@ -358,6 +358,7 @@ fn loop_settings(spec: &FunctionSpec, wiring: &Wiring) -> LoopSettings {
         timeouts: spec.timeout_ms.is_some() && spec.runtime == Runtime::Thread,
         nack_backoff: wiring.backoff,
         timing: wiring.timing,
+        batch: if spec.runtime == Runtime::Process { CHILD_BATCH } else { BATCH },
     }
 }
 
