@@ -177,6 +177,37 @@ fn a_stopping_worker_closes_its_children() {
 }
 
 #[test]
+fn each_child_gets_the_specs_resources_as_limits() {
+    let dir = scratch();
+    let spec = "name = \"zoo\"\nplugin = \"zoo\"\ninputs = [\"zoo-in\"]\nruntime = \"process\"\nparallelism = 2\n\
+                [resources]\ncpu = 1\nram = 268435456\ndisk = 1048576\n";
+    let worker = RunningWorker::start(dir.path(), &[("zoo.toml", spec)], &[(&fixture("zoo"), "libzoo.so")], &[]);
+    worker.wait_until("zoo runs", |worker| worker.function(ZOO)["state"] == "running");
+    let children = children_of(worker.pid().expect("the worker runs"));
+    assert_eq!(children.len(), 2, "{children:?}");
+    let mut cores = HashSet::new();
+    for child in &children {
+        let limits = fs::read_to_string(format!("/proc/{child}/limits")).expect("the child's limits");
+        let limit = |name: &str| {
+            let line = limits.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{limits}"));
+            line[name.len()..].split_whitespace().next().unwrap_or_default().to_owned()
+        };
+        assert_eq!(limit("Max data size"), "268435456", "ram");
+        assert_eq!(limit("Max file size"), "1048576", "disk");
+        let status = fs::read_to_string(format!("/proc/{child}/status")).expect("the child's status");
+        let allowed = status.lines().find_map(|line| line.strip_prefix("Cpus_allowed_list:")).expect("cpus");
+        cores.insert(allowed.trim().to_owned());
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cpus >= 2 {
+        // One core each (cpu = 1), and not the same one: instances spread over the cores.
+        assert_eq!(cores.len(), 2, "{cores:?}");
+        assert!(cores.iter().all(|core| core.parse::<usize>().is_ok()), "one core each: {cores:?}");
+    }
+    assert_eq!(trigger_ok(&worker, ZOO, "hello"), "ok:hello");
+}
+
+#[test]
 fn a_child_process_records_user_metrics_on_the_workers_endpoint() {
     let dir = scratch();
     let addr = free_addr();
