@@ -166,6 +166,19 @@ impl RunningWorker {
         output
     }
 
+    /// `pfn functions trigger FQFN --value VALUE`.
+    pub fn trigger(&self, fqfn: &str, value: &str) -> Output {
+        self.pfn().args(["functions", "trigger", fqfn, "--value", value]).output().expect("pfn functions trigger")
+    }
+
+    /// Triggers `fqfn` with `value` and returns the output it printed.
+    pub fn trigger_ok(&self, fqfn: &str, value: &str) -> String {
+        let output = self.trigger(fqfn, value);
+        let (stdout, stderr) = texts(&output);
+        assert!(output.status.success(), "trigger of {fqfn} with {value:?} failed: {stderr}");
+        stdout.trim_end_matches('\n').to_owned()
+    }
+
     /// `pfn topics create-subscription TOPIC -s NAME`.
     pub fn create_subscription(&self, topic: &str, subscription: &str) {
         let output = self.pfn().args(["topics", "create-subscription", topic, "-s", subscription]).output();

@@ -65,13 +65,6 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-fn trigger_ok(worker: &RunningWorker, fqfn: &str, value: &str) -> String {
-    let output = worker.pfn().args(["functions", "trigger", fqfn, "--value", value]).output().expect("trigger");
-    let (stdout, stderr) = texts(&output);
-    assert!(output.status.success(), "trigger of {fqfn} with {value:?} failed: {stderr}");
-    stdout.trim_end_matches('\n').to_owned()
-}
-
 #[test]
 fn every_way_a_plugin_can_die_costs_a_restart_and_one_dead_letter() {
     let dir = scratch();
@@ -136,7 +129,7 @@ fn every_way_a_plugin_can_die_costs_a_restart_and_one_dead_letter() {
 
     // State writes of calls that died, and of calls run again after a death, count once: the
     // counter of calls holds exactly the fine inputs, and this trigger.
-    assert_eq!(trigger_ok(&worker, ZOO, "count"), (fine + 1).to_string());
+    assert_eq!(worker.trigger_ok(ZOO, "count"), (fine + 1).to_string());
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exited with {status}; log:\n{log}");
     assert!(log.contains("instance process died; restarting it"), "{log}");
@@ -170,7 +163,7 @@ fn a_stopping_worker_closes_its_children() {
     worker.wait_until("zoo runs", |worker| worker.function(ZOO)["state"] == "running");
     let children = children_of(worker.pid().expect("the worker runs"));
     assert_eq!(children.len(), 2, "{children:?}");
-    assert_eq!(trigger_ok(&worker, ZOO, "hello"), "ok:hello");
+    assert_eq!(worker.trigger_ok(ZOO, "hello"), "ok:hello");
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exited with {status}; log:\n{log}");
     assert!(children.iter().all(|child| gone(*child)), "children left after a clean stop: {children:?}");
@@ -204,7 +197,7 @@ fn each_child_gets_the_specs_resources_as_limits() {
         assert_eq!(cores.len(), 2, "{cores:?}");
         assert!(cores.iter().all(|core| core.parse::<usize>().is_ok()), "one core each: {cores:?}");
     }
-    assert_eq!(trigger_ok(&worker, ZOO, "hello"), "ok:hello");
+    assert_eq!(worker.trigger_ok(ZOO, "hello"), "ok:hello");
 }
 
 #[test]

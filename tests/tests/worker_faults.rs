@@ -6,7 +6,7 @@ use std::{
     collections::{BTreeMap, HashSet},
     fmt::Write as _,
     io::Write as _,
-    process::{Output, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
@@ -31,19 +31,6 @@ fn assert_published_and_drained(worker: &RunningWorker, topic: &str, subscriptio
     let subscriptions = stats["subscriptions"].as_array().expect("subscriptions list");
     let sub = subscriptions.iter().find(|s| s["name"] == subscription).unwrap_or_else(|| panic!("{stats}"));
     assert_eq!((sub["backlog"].as_u64(), sub["unacked"].as_u64()), (Some(0), Some(0)), "{stats}");
-}
-
-/// `pfn functions trigger FQFN --value VALUE`.
-fn trigger(worker: &RunningWorker, fqfn: &str, value: &str) -> Output {
-    worker.pfn().args(["functions", "trigger", fqfn, "--value", value]).output().expect("pfn functions trigger")
-}
-
-/// Triggers `fqfn` with `value` and returns the output it printed.
-fn trigger_ok(worker: &RunningWorker, fqfn: &str, value: &str) -> String {
-    let output = trigger(worker, fqfn, value);
-    let (stdout, stderr) = texts(&output);
-    assert!(output.status.success(), "trigger of {fqfn} with {value:?} failed: {stderr}");
-    stdout.trim_end_matches('\n').to_owned()
 }
 
 /// The counter `name` of each instance of `fqfn`, by instance id.
@@ -161,7 +148,7 @@ fn panics_every_third_message_reach_the_dead_letter_topic_after_retries() {
 
     // The same process did all of it: it still answers, it started the function once, and its
     // in-memory counts at exit are the counts above.
-    assert_eq!(trigger_ok(&worker, SHAKY, "still here"), "ok:still here");
+    assert_eq!(worker.trigger_ok(SHAKY, "still here"), "ok:still here");
     let (status, log) = worker.terminate();
     assert!(status.success(), "worker exited with {status}; log:\n{log}");
     let started = log.lines().filter(|line| line.contains("function started") && line.contains(SHAKY)).count();
@@ -220,8 +207,8 @@ output = "shout-out"
     assert!(!all_healthy(&worker, SLOW), "an instance in a timed-out call is unhealthy: {}", worker.function(SLOW));
 
     // Meanwhile the other function and the other instance answer.
-    assert_eq!(trigger_ok(&worker, SHOUT, "during"), "during!");
-    assert_eq!(trigger_ok(&worker, SLOW, "alive"), "ok:alive");
+    assert_eq!(worker.trigger_ok(SHOUT, "during"), "during!");
+    assert_eq!(worker.trigger_ok(SLOW, "alive"), "ok:alive");
     assert!(
         !all_healthy(&worker, SLOW),
         "the sleeping call had returned before the triggers were answered, so this proves nothing: {}",
@@ -235,7 +222,7 @@ output = "shout-out"
         "{}",
         worker.log_text()
     );
-    assert_eq!(trigger_ok(&worker, SLOW, "after"), "ok:after");
+    assert_eq!(worker.trigger_ok(SLOW, "after"), "ok:after");
 
     // Every normal message, both triggers, and the dead letter of the sleeping one.
     let slow_outputs = normal + 2;
@@ -385,7 +372,7 @@ output = "good-out"
         &[],
     );
     wait_running(&worker, "public/default/good");
-    assert_eq!(trigger_ok(&worker, "public/default/good", "hello"), "hello!");
+    assert_eq!(worker.trigger_ok("public/default/good", "hello"), "hello!");
 
     let status = worker.status();
     let functions: Vec<&str> = status["functions"]
@@ -401,7 +388,7 @@ output = "good-out"
     assert!(error.contains("public/default/bad"), "the refused function is not named: {error}");
     assert!(error.contains("parallelism: must be at least 1"), "the bad field and reason are not named: {error}");
 
-    let refused = trigger(&worker, "public/default/bad", "hello");
+    let refused = worker.trigger("public/default/bad", "hello");
     assert!(!refused.status.success(), "a refused spec answered a trigger: {:?}", texts(&refused));
     assert!(texts(&refused).1.contains("no function public/default/bad"), "{:?}", texts(&refused));
 }
