@@ -10,28 +10,26 @@
 //! new one. Their state writes in the dead child were rewound first, so nothing is counted twice.
 
 use std::{
-    collections::VecDeque,
     io,
-    ops::Range,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use super::{
+    ahead::{AheadQueue, Called},
     child::{ChildProcess, Death},
     limits::Limits,
-    wire::{BatchOf, Init, StateAnswer, StateAsk, ToChild, ToWorker, WireCalled, WireInput, WireOutcome, decode},
+    serving,
+    wire::{BatchOf, Init, ToChild, ToWorker, WireInput, decode},
 };
 use crate::{
     config::Resources,
-    context::{Effects, FunctionIdentity, Publication, Services, record_plugin_event},
-    execute::{CallOutcome, Executed, Input},
+    context::{FunctionIdentity, Services},
+    execute::{Executed, Input},
     instance::InitError,
-    io::transport::Message,
     loader::Plugin,
     plugin_log::{self, InstanceLog},
-    state::StateError,
     vocabulary::{Failure, FailureKind},
 };
 
@@ -72,59 +70,6 @@ impl ProcessHosting {
     }
 }
 
-/// One outcome computed ahead of its turn, for the input whose topic and id are at `key` in
-/// [`ChildInstance::keys`].
-#[derive(Debug)]
-struct Ahead {
-    key: Range<usize>,
-    topic_len: usize,
-    called: Called,
-}
-
-/// An outcome, its output at a range of [`ChildInstance::outputs`].
-#[derive(Debug)]
-struct Called {
-    outcome: CallOutcome<Range<usize>>,
-    effects: Effects,
-}
-
-impl Called {
-    fn failed(failure: Failure) -> Self {
-        Self { outcome: CallOutcome::Failed(failure), effects: Effects::default() }
-    }
-
-    /// The outcome a child sent, its output appended to `outputs`.
-    fn of_wire(called: WireCalled<'_>, outputs: &mut Vec<u8>) -> Self {
-        let outcome = match called.outcome {
-            WireOutcome::Output(output) => {
-                let start = outputs.len();
-                outputs.extend_from_slice(output);
-                CallOutcome::Output(start..outputs.len())
-            }
-            WireOutcome::Filtered => CallOutcome::Filtered,
-            WireOutcome::Failed(failure) => CallOutcome::Failed(failure),
-        };
-        let published = called
-            .published
-            .into_iter()
-            .map(|publication| Publication {
-                topic: publication.topic.to_owned(),
-                message: Message {
-                    payload: publication.payload.to_vec(),
-                    key: publication.key.map(str::to_owned),
-                    properties: publication
-                        .properties
-                        .into_iter()
-                        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-                        .collect(),
-                    event_time_ms: publication.event_time_ms,
-                },
-            })
-            .collect();
-        Self { outcome, effects: Effects { acked: called.acked, published } }
-    }
-}
-
 /// Why a batch did not come back whole.
 #[derive(Debug)]
 struct Lost {
@@ -144,10 +89,7 @@ pub struct ChildInstance {
     child: Option<ChildProcess>,
     /// The plugin log level the child was last told.
     log_level: u8,
-    ahead: VecDeque<Ahead>,
-    /// The topics and ids of the inputs of `ahead`, and the outputs of their outcomes.
-    keys: String,
-    outputs: Vec<u8>,
+    ahead: AheadQueue,
     /// Deaths since the last batch that came back, for the restart back-off.
     deaths_in_a_row: u32,
     frame: Vec<u8>,
@@ -173,9 +115,7 @@ impl ChildInstance {
             log,
             child: None,
             log_level: 0,
-            ahead: VecDeque::new(),
-            keys: String::new(),
-            outputs: Vec::new(),
+            ahead: AheadQueue::default(),
             deaths_in_a_row: 0,
             frame: Vec::new(),
         };
@@ -195,8 +135,6 @@ impl ChildInstance {
     /// Runs `inputs` in the child ahead of their calls.
     pub fn prepare(&mut self, inputs: &[Input<'_>]) {
         self.ahead.clear();
-        self.keys.clear();
-        self.outputs.clear();
         let mut results: Vec<Option<Called>> = inputs.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..inputs.len()).collect();
         let mut unattributed = 0;
@@ -224,36 +162,16 @@ impl ChildInstance {
         }
         for (input, called) in inputs.iter().zip(results) {
             let called = called.unwrap_or_else(|| Called::failed(Failure::new(FailureKind::System, "no outcome")));
-            let start = self.keys.len();
-            self.keys.push_str(input.topic);
-            self.keys.push_str(input.message_id);
-            self.ahead.push_back(Ahead { key: start..self.keys.len(), topic_len: input.topic.len(), called });
+            self.ahead.push(input, called);
         }
     }
 
     /// The outcome of `input`: computed ahead, or now.
     pub fn call(&mut self, input: &Input<'_>) -> Executed<&[u8]> {
-        let ready = self.ahead.front().is_some_and(|ahead| {
-            let (topic, id) = self.keys[ahead.key.clone()].split_at(ahead.topic_len);
-            topic == input.topic && id == input.message_id
-        });
-        if !ready {
+        if !self.ahead.is_next(input) {
             self.prepare(std::slice::from_ref(input));
         }
-        match self.ahead.pop_front() {
-            Some(Ahead { called: Called { outcome, effects }, .. }) => {
-                let outcome = match outcome {
-                    CallOutcome::Output(range) => CallOutcome::Output(&self.outputs[range]),
-                    CallOutcome::Filtered => CallOutcome::Filtered,
-                    CallOutcome::Failed(failure) => CallOutcome::Failed(failure),
-                };
-                Executed { outcome, effects }
-            }
-            None => Executed {
-                outcome: CallOutcome::Failed(Failure::new(FailureKind::System, "no outcome")),
-                effects: Effects::default(),
-            },
-        }
+        self.ahead.pop()
     }
 
     /// Runs the function's `close` in the child and lets it exit.
@@ -370,7 +288,7 @@ impl ChildInstance {
                         recorder.record(name, value);
                     }
                 }
-                Ok(Some(called.into_iter().map(|called| Called::of_wire(called, &mut self.outputs)).collect()))
+                Ok(Some(called.into_iter().map(|called| Called::of_wire(called, self.ahead.outputs())).collect()))
             }
             other => self.serve_other(child, other).map(|_| None),
         };
@@ -392,60 +310,13 @@ impl ChildInstance {
     /// Answers a state ask, or records a log event; refuses anything else.
     fn serve_other(&self, child: &mut ChildProcess, frame: ToWorker<'_>) -> io::Result<()> {
         match frame {
-            ToWorker::State(ask) => self.answer_state(child, ask),
+            ToWorker::State(ask) => serving::answer_state(self.services.state.as_deref(), child, ask),
             ToWorker::Log { level, target, message, fields } => {
-                if let Some(level) = plugin_log::level_of_code(level) {
-                    let _entered = plugin_log::enter(self.log.as_ref());
-                    record_plugin_event(level, target, message, &fields);
-                }
+                serving::record_log(self.log.as_ref(), level, target, message, &fields);
                 Ok(())
             }
             ToWorker::Ready | ToWorker::InitFailed(_) | ToWorker::Done { .. } | ToWorker::Closed(_) => {
                 Err(io::Error::other("the child sent a frame out of turn"))
-            }
-        }
-    }
-
-    fn answer_state(&self, child: &mut ChildProcess, ask: StateAsk<'_>) -> io::Result<()> {
-        let Some(state) = self.services.state.as_deref() else {
-            let refused = StateAnswer::Failed { invalid_argument: false, message: "state is not available".to_owned() };
-            return if ask.is_answered() { child.send(&ToChild::State(refused)) } else { Ok(()) };
-        };
-        let failed = |error: StateError| StateAnswer::Failed {
-            invalid_argument: error.is_invalid_argument(),
-            message: error.to_string(),
-        };
-        match ask {
-            StateAsk::Get(key) => {
-                let value = state.get(key);
-                let answer = match &value {
-                    Ok(value) => StateAnswer::Value(value.as_deref()),
-                    Err(error) => failed(error.clone()),
-                };
-                child.send(&ToChild::State(answer))
-            }
-            StateAsk::Incr(key, amount) => {
-                let answer = state.incr(key, amount).map_or_else(failed, StateAnswer::Counter);
-                child.send(&ToChild::State(answer))
-            }
-            StateAsk::GetCounter(key) => {
-                let answer = state.get_counter(key).map_or_else(failed, StateAnswer::Counter);
-                child.send(&ToChild::State(answer))
-            }
-            StateAsk::List { prefix, start_after, limit } => {
-                let keys = state.list(prefix, start_after, limit as usize);
-                let answer = match &keys {
-                    Ok(keys) => StateAnswer::Keys(keys.iter().map(String::as_str).collect()),
-                    Err(error) => failed(error.clone()),
-                };
-                child.send(&ToChild::State(answer))
-            }
-            StateAsk::Put(key, value) => log_refused(state.put(key, value)),
-            StateAsk::Delete(key) => log_refused(state.delete(key)),
-            StateAsk::DeletePrefix(prefix) => log_refused(state.delete_prefix(prefix)),
-            StateAsk::EndCall(succeeded) => {
-                state.end_call(succeeded);
-                Ok(())
             }
         }
     }
@@ -568,11 +439,4 @@ fn wire_input<'a>(input: &'a Input<'a>) -> WireInput<'a> {
 /// The failure of the call a child died in.
 fn crash(death: &Death) -> Failure {
     Failure::new(FailureKind::Crash, format!("the instance's process {death}"))
-}
-
-fn log_refused(result: Result<(), StateError>) -> io::Result<()> {
-    if let Err(error) = result {
-        tracing::warn!(%error, "a state write from the child was refused");
-    }
-    Ok(())
 }
