@@ -70,6 +70,15 @@ impl ProcessHosting {
     }
 }
 
+/// What a child said, besides the state asks and log events served on the way.
+#[derive(Debug)]
+enum Said {
+    Ready,
+    InitFailed(Failure),
+    Done(Vec<Called>),
+    Closed(Option<Failure>),
+}
+
 /// Why a batch did not come back whole.
 #[derive(Debug)]
 struct Lost {
@@ -183,11 +192,10 @@ impl ChildInstance {
                 if Instant::now() >= deadline {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "close did not return in time"));
                 }
-                let Some(frame) = child.receive()? else { continue };
-                self.frame.clear();
-                self.frame.extend_from_slice(frame);
-                if let Some(closed) = self.serve(&mut child)? {
-                    return Ok(closed);
+                match self.hear(&mut child, 0)? {
+                    Some(Said::Closed(closed)) => return Ok(closed),
+                    Some(_) => return Err(out_of_turn()),
+                    None => {}
                 }
             }
         });
@@ -237,21 +245,15 @@ impl ChildInstance {
         }
         let mut watching: (Option<usize>, Instant) = (None, Instant::now());
         loop {
-            match child.receive() {
-                Ok(Some(frame)) => {
-                    self.frame.clear();
-                    self.frame.extend_from_slice(frame);
-                    match self.take_done(&mut child, indices.len()) {
-                        Ok(Some(called)) => {
-                            self.child = Some(child);
-                            return Ok(called);
-                        }
-                        Ok(None) => {}
-                        Err(_) => {
-                            let at = child.progress.current();
-                            return Err(self.died(child, at));
-                        }
-                    }
+            match self.hear(&mut child, indices.len()) {
+                Ok(Some(Said::Done(called))) => {
+                    self.child = Some(child);
+                    return Ok(called);
+                }
+                // A frame out of turn breaks the protocol: the child is done with.
+                Ok(Some(_)) | Err(_) => {
+                    let at = child.progress.current();
+                    return Err(self.died(child, at));
                 }
                 Ok(None) => {
                     let Some(timeout) = self.hosting.timeout else { continue };
@@ -267,58 +269,49 @@ impl ChildInstance {
                         return Err(Lost { at: now, failure: Failure::new(FailureKind::Timeout, message) });
                     }
                 }
-                Err(_) => {
-                    let at = child.progress.current();
-                    return Err(self.died(child, at));
-                }
             }
         }
     }
 
-    /// Serves the frame in `self.frame`; the batch's outcomes when it is the last of them.
-    fn take_done(&mut self, child: &mut ChildProcess, sent: usize) -> io::Result<Option<Vec<Called>>> {
-        let frame = std::mem::take(&mut self.frame);
-        let result = match decode::<ToWorker<'_>>(&frame)? {
+    /// Reads the child's next frame and serves it when it is a state ask or a log event. What
+    /// the child said otherwise; `None` after serving, or when no frame came within the poll
+    /// time. A batch's outcomes must be `batch_len`.
+    fn hear(&mut self, child: &mut ChildProcess, batch_len: usize) -> io::Result<Option<Said>> {
+        let Some(frame) = child.receive()? else { return Ok(None) };
+        // Copied out: serving the frame writes to the child, whose reader holds it.
+        let mut copy = std::mem::take(&mut self.frame);
+        copy.clear();
+        copy.extend_from_slice(frame);
+        let said = self.said_in(child, &copy, batch_len);
+        self.frame = copy;
+        said
+    }
+
+    fn said_in(&mut self, child: &mut ChildProcess, frame: &[u8], batch_len: usize) -> io::Result<Option<Said>> {
+        Ok(Some(match decode::<ToWorker<'_>>(frame)? {
+            ToWorker::State(ask) => {
+                serving::answer_state(self.services.state.as_deref(), child, ask)?;
+                return Ok(None);
+            }
+            ToWorker::Log { level, target, message, fields } => {
+                serving::record_log(self.log.as_ref(), level, target, message, &fields);
+                return Ok(None);
+            }
+            ToWorker::Ready => Said::Ready,
+            ToWorker::InitFailed(failure) => Said::InitFailed(failure),
+            ToWorker::Closed(failure) => Said::Closed(failure),
             ToWorker::Done { called, metrics } => {
-                if called.len() != sent {
-                    return Err(io::Error::other(format!("{} outcomes for {sent} inputs", called.len())));
+                if called.len() != batch_len {
+                    return Err(io::Error::other(format!("{} outcomes for {batch_len} inputs", called.len())));
                 }
                 if let Some(recorder) = &self.services.metrics {
                     for (name, value) in metrics {
                         recorder.record(name, value);
                     }
                 }
-                Ok(Some(called.into_iter().map(|called| Called::of_wire(called, self.ahead.outputs())).collect()))
+                Said::Done(called.into_iter().map(|called| Called::of_wire(called, self.ahead.outputs())).collect())
             }
-            other => self.serve_other(child, other).map(|_| None),
-        };
-        self.frame = frame;
-        result
-    }
-
-    /// Serves the frame in `self.frame`; `Some` when it says the child closed.
-    fn serve(&mut self, child: &mut ChildProcess) -> io::Result<Option<Option<Failure>>> {
-        let frame = std::mem::take(&mut self.frame);
-        let result = match decode::<ToWorker<'_>>(&frame)? {
-            ToWorker::Closed(failure) => Ok(Some(failure)),
-            other => self.serve_other(child, other).map(|_| None),
-        };
-        self.frame = frame;
-        result
-    }
-
-    /// Answers a state ask, or records a log event; refuses anything else.
-    fn serve_other(&self, child: &mut ChildProcess, frame: ToWorker<'_>) -> io::Result<()> {
-        match frame {
-            ToWorker::State(ask) => serving::answer_state(self.services.state.as_deref(), child, ask),
-            ToWorker::Log { level, target, message, fields } => {
-                serving::record_log(self.log.as_ref(), level, target, message, &fields);
-                Ok(())
-            }
-            ToWorker::Ready | ToWorker::InitFailed(_) | ToWorker::Done { .. } | ToWorker::Closed(_) => {
-                Err(io::Error::other("the child sent a frame out of turn"))
-            }
-        }
+        }))
     }
 
     /// What became of a child that broke off, as the failure of the call it was in.
@@ -353,38 +346,29 @@ impl ChildInstance {
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let frame = match child.receive() {
-                Ok(Some(frame)) => frame,
-                Ok(None) if Instant::now() < deadline => continue,
-                Ok(None) => {
-                    return Err(system(format!(
-                        "init did not return in {} s; {}",
-                        START_TIMEOUT.as_secs(),
-                        child.kill()
-                    )));
-                }
-                Err(_) => return Err(crash(&child.reap())),
-            };
-            self.frame.clear();
-            self.frame.extend_from_slice(frame);
-            let frame = std::mem::take(&mut self.frame);
-            let step = match decode::<ToWorker<'_>>(&frame) {
-                Ok(ToWorker::Ready) => Some(Ok(())),
-                Ok(ToWorker::InitFailed(failure)) => Some(Err(failure)),
-                Ok(other) => self.serve_other(&mut child, other).err().map(|error| Err(system(error.to_string()))),
-                Err(error) => Some(Err(system(error.to_string()))),
-            };
-            self.frame = frame;
-            match step {
-                None => {}
-                Some(Ok(())) => {
+            match self.hear(&mut child, 0) {
+                Ok(Some(Said::Ready)) => {
                     self.child = Some(child);
                     return Ok(());
                 }
-                Some(Err(failure)) => {
+                Ok(Some(Said::InitFailed(failure))) => {
                     child.reap();
                     return Err(failure);
                 }
+                Ok(Some(_)) => {
+                    child.reap();
+                    return Err(system(out_of_turn().to_string()));
+                }
+                Ok(None) if Instant::now() < deadline => {}
+                Ok(None) => {
+                    let death = child.kill();
+                    return Err(system(format!("init did not return in {} s; {death}", START_TIMEOUT.as_secs())));
+                }
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    child.reap();
+                    return Err(system(error.to_string()));
+                }
+                Err(_) => return Err(crash(&child.reap())),
             }
         }
     }
@@ -434,6 +418,10 @@ fn wire_input<'a>(input: &'a Input<'a>) -> WireInput<'a> {
         message_id: input.message_id,
         redelivery_count: input.redelivery_count,
     }
+}
+
+fn out_of_turn() -> io::Error {
+    io::Error::other("the child sent a frame out of turn")
 }
 
 /// The failure of the call a child died in.
