@@ -2,15 +2,16 @@
 //! `pfn run`) calls an [`Instance`] the same way, one input at a time, after offering it the
 //! batch those inputs come from ([`Instance::prepare`]).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
+    config::Resources,
     context::{FunctionIdentity, Services},
     execute::{Executed, Input, execute},
     instance::{InitError, PluginInstance},
     loader::Plugin,
     process::{ChildInstance, ProcessHosting},
-    vocabulary::Failure,
+    vocabulary::{Failure, Runtime},
 };
 
 /// How a function's instances are hosted.
@@ -24,6 +25,15 @@ pub enum Hosting {
 }
 
 impl Hosting {
+    /// The hosting `runtime` names: a child process has `resources` as its limits and is
+    /// killed when a call runs past `timeout`.
+    pub fn of(runtime: Runtime, resources: Option<Resources>, timeout: Option<Duration>) -> std::io::Result<Self> {
+        Ok(match runtime {
+            Runtime::Thread => Self::InProcess,
+            Runtime::Process => Self::Process(Arc::new(ProcessHosting::new(resources, timeout)?)),
+        })
+    }
+
     /// Creates an instance of `plugin`'s function, hosted this way.
     pub fn instantiate(
         &self,

@@ -29,7 +29,6 @@ use crate::{
         lines::{InputFormat, LineReader, OutputFormat, PayloadJson, write_result},
     },
     loader::{Loader, Pin},
-    process::ProcessHosting,
     secrets::{SecretError, Secrets, WorkerSecrets},
     state::{StateError, StateSlot, StateStore},
     sync::lock,
@@ -195,14 +194,11 @@ pub fn run(options: RunOptions, loader: &Loader) -> Result<RunReport, RunError> 
         secrets: Some(secrets.shared()),
         log: None,
     };
-    let hosting = match options.runtime {
-        Runtime::Thread if options.timeout_ms.is_some() => return Err(RunError::TimeoutNeedsProcess),
-        Runtime::Thread => Hosting::InProcess,
-        Runtime::Process => {
-            let timeout = options.timeout_ms.map(std::time::Duration::from_millis);
-            Hosting::Process(Arc::new(ProcessHosting::new(None, timeout).map_err(RunError::Program)?))
-        }
-    };
+    if options.runtime == Runtime::Thread && options.timeout_ms.is_some() {
+        return Err(RunError::TimeoutNeedsProcess);
+    }
+    let timeout = options.timeout_ms.map(std::time::Duration::from_millis);
+    let hosting = Hosting::of(options.runtime, None, timeout).map_err(RunError::Program)?;
     let mut instance = hosting.instantiate(&plugin, identity, services)?;
 
     let reader = io::open_input(options.input.as_deref())

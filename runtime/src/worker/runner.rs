@@ -25,7 +25,6 @@ use crate::{
     io::transport::Sink,
     loader::Plugin,
     plugin_log::topic::LogTopic,
-    process::ProcessHosting,
     secrets::Secrets,
     state::StateSlot,
     sync::lock,
@@ -88,7 +87,9 @@ impl FunctionRunner {
         let secrets = resolve_secrets(&spec, wiring)?;
         let sink = wiring.transport.sink(spec.producer_settings());
         let settings = Arc::new(loop_settings(&spec, wiring));
-        let hosting = hosting_of(&spec).map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
+        let timeout = spec.timeout_ms.map(Duration::from_millis);
+        let hosting = Hosting::of(spec.runtime, spec.resources, timeout)
+            .map_err(|source| StartError::Thread { fqfn: fqfn.clone(), source })?;
         let mut runner =
             Self { shared, plugin, previous: None, instances: BTreeMap::new(), secrets, hosting, settings, sink };
         let prepared = runner.prepare(&spec, &here(0..spec.parallelism, wiring), wiring)?;
@@ -290,7 +291,7 @@ impl FunctionRunner {
                     break;
                 }
             };
-            if let Some(timeout_ms) = spec.timeout_ms.filter(|_| spec.runtime == Runtime::Thread) {
+            if let Some(timeout_ms) = spec.timeout_ms.filter(|_| self.settings.timeouts) {
                 let timeout = Duration::from_millis(timeout_ms);
                 watched.push(Watched::new(fqfn.clone(), timeout, wiring.backoff, Arc::clone(&control)));
             }
@@ -360,17 +361,6 @@ fn loop_settings(spec: &FunctionSpec, wiring: &Wiring) -> LoopSettings {
         timing: wiring.timing,
         batch: if spec.runtime == Runtime::Process { CHILD_BATCH } else { BATCH },
     }
-}
-
-/// Where the instances of a function run with `spec` are hosted.
-fn hosting_of(spec: &FunctionSpec) -> std::io::Result<Hosting> {
-    Ok(match spec.runtime {
-        Runtime::Thread => Hosting::InProcess,
-        Runtime::Process => {
-            let timeout = spec.timeout_ms.map(Duration::from_millis);
-            Hosting::Process(Arc::new(ProcessHosting::new(spec.resources, timeout)?))
-        }
-    })
 }
 
 /// The services of an instance: its control's state slot and metrics, the function's secrets
